@@ -1,0 +1,49 @@
+# Entry points. `make` lists them. `make run` and `make test` set up whatever they need.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+RUN := $(UV) run --frozen
+CONFIG ?= conf/pipeline.yaml
+export PYTHONPATH := $(CURDIR)/jobs:$(CURDIR)
+# Tests may choose their own; keep Spark quiet and local by default.
+export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
+
+.PHONY: help setup run test lint fmt clean
+
+help: ## Show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-groups
+	@touch $@
+
+.jars/.fetched: pyproject.toml tools/fetch_jars.py | .venv/.synced
+	$(RUN) python tools/fetch_jars.py
+	@touch $@
+
+setup: .venv/.synced .jars/.fetched ## Install Python deps (uv, locked) and the Delta/s3a jars (mvn)
+
+run: setup ## Generate the demo source, run full load + hourly runs, check lake == source
+	$(RUN) python -m cdclake.demo.run_demo --config $(CONFIG)
+
+test: setup ## Run the whole test suite
+	$(RUN) pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy
+
+fmt: setup ## Format the code
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+clean: ## Remove the local lake, caches and build output (keeps .venv and .jars)
+	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache dist
+
+-include infra/infra.mk
