@@ -61,7 +61,14 @@ def main() -> int:
             continue
         print(f"fetching {art}", flush=True)
         subprocess.run(
-            ["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={art}", f"-DoutputDirectory={dest}"],
+            [
+                "mvn",
+                "-q",
+                "-B",
+                "dependency:copy",
+                f"-Dartifact={art}",
+                f"-DoutputDirectory={dest}",
+            ],
             check=True,
         )
     return 0

@@ -159,7 +159,9 @@ def load_config(path: str | Path) -> PipelineConfig:
     return parse_config(data, base_dir=p.resolve().parent, source=str(p))
 
 
-def parse_config(data: Any, base_dir: Path | None = None, source: str = "<config>") -> PipelineConfig:
+def parse_config(
+    data: Any, base_dir: Path | None = None, source: str = "<config>"
+) -> PipelineConfig:
     """Validate an already-parsed mapping (the YAML document)."""
     if not isinstance(data, Mapping):
         raise ConfigSyntaxError(f"{source}: the top level must be a mapping of settings")
@@ -178,9 +180,7 @@ def parse_config(data: Any, base_dir: Path | None = None, source: str = "<config
     tables_raw = r.get("tables", list)
     if not tables_raw:
         raise InvalidSettingError(f"{source}: tables: configure at least one table")
-    tables = tuple(
-        _parse_table(t, f"{source}: tables[{i}]", dms) for i, t in enumerate(tables_raw)
-    )
+    tables = tuple(_parse_table(t, f"{source}: tables[{i}]", dms) for i, t in enumerate(tables_raw))
     seen: set[str] = set()
     for t in tables:
         if t.qualified_name in seen:
@@ -199,7 +199,9 @@ def parse_config(data: Any, base_dir: Path | None = None, source: str = "<config
 def _resolve_root(value: str, base: Path) -> str:
     if re.match(r"^[a-z][a-z0-9+.-]*://", value):
         if not re.match(r"^(s3|s3a|file)://", value):
-            raise InvalidSettingError(f"unsupported storage scheme in '{value}' (use s3:// or a path)")
+            raise InvalidSettingError(
+                f"unsupported storage scheme in '{value}' (use s3:// or a path)"
+            )
         return value.rstrip("/")
     return str((base / value).resolve())
 
@@ -261,7 +263,9 @@ def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:
     drops = _columns(r.get("drop_columns", (list, str), default=[]), f"{where}.drop_columns")
     for label, cols in (("primary_key", pk), ("partition_by", parts)):
         if clash := sorted(set(cols) & set(drops)):
-            raise InvalidSettingError(f"{where}: {label} column(s) {clash} are also in drop_columns")
+            raise InvalidSettingError(
+                f"{where}: {label} column(s) {clash} are also in drop_columns"
+            )
         if clash := sorted(set(cols) & set(dms.dms_columns)):
             raise InvalidSettingError(f"{where}: {label} column(s) {clash} are DMS columns")
     return TableConfig(schema, name, pk, parts, drops)
@@ -274,7 +278,9 @@ def _columns(value: Any, where: str) -> tuple[str, ...]:
         raise InvalidSettingError(f"{where}: a column is listed twice: {list(cols)}")
     for c in cols:
         if c.startswith(BOOKKEEPING_PREFIX):
-            raise InvalidSettingError(f"{where}: '{c}' uses the reserved prefix {BOOKKEEPING_PREFIX}")
+            raise InvalidSettingError(
+                f"{where}: '{c}' uses the reserved prefix {BOOKKEEPING_PREFIX}"
+            )
     return cols
 
 

@@ -1,0 +1,435 @@
+"""One table's run, in the order of the pipeline: list -> read -> validate -> order + dedupe ->
+MERGE with sequence guard and partition pruning -> tombstones -> ledger -> audit record.
+
+Each table's data change is exactly one Delta commit. Bookkeeping writes come after it and are
+idempotent, so a crash anywhere followed by a rerun converges to the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from delta.tables import DeltaTable
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdclake.config import PipelineConfig, TableConfig
+from cdclake.layout import CDC, LOAD, RawFile, Window, as_utc
+from cdclake.schema import SchemaPlan, plan_schema
+from cdclake.state import TableState
+from cdclake.storage import diagnose, list_raw_files, read_raw
+from cdclake.transforms import (
+    BOOKKEEPING_COLUMNS,
+    COMMIT_TS,
+    DELETE,
+    DELETE_ABSENT,
+    INSERT,
+    OP,
+    ORDER_COLUMNS,
+    REASON,
+    STALE,
+    UPDATE,
+    classify_against_target,
+    latest_per_key,
+    merge_condition,
+    newer_than_target,
+    normalize_changes,
+    order_key,
+    split_valid,
+)
+
+log = logging.getLogger(__name__)
+USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+EFFECTIVE = (INSERT, UPDATE, DELETE)
+
+
+class TableRunError(RuntimeError):
+    """A table's run cannot proceed (no input, wrong table settings, ...)."""
+
+
+def new_record(run_id: str, table: TableConfig, mode: str, window: Window | None) -> dict:
+    return {
+        "run_id": run_id,
+        "table": table.qualified_name,
+        "mode": mode,
+        "status": "running",
+        "since": f"{window.since:%Y-%m-%dT%H}" if window and window.since else None,
+        "until": f"{window.until:%Y-%m-%dT%H}" if window else None,
+        "started_at": datetime.now(UTC),
+        "duration_s": 0.0,
+        "files": 0,
+        "hours": [],
+        "records": 0,
+        "records_by_op": {},
+        "duplicates_collapsed": 0,
+        "stale_skipped": 0,
+        "deletes_of_absent_keys": 0,
+        "rows_inserted": 0,
+        "rows_updated": 0,
+        "rows_deleted": 0,
+        "quarantined": 0,
+        "delta_version": None,
+        "newest_change_ts": None,
+        "error": None,
+    }
+
+
+class TableRun:
+    """Applies one table's pending DMS files to its Delta table."""
+
+    def __init__(
+        self, spark: SparkSession, cfg: PipelineConfig, table: TableConfig, run_id: str
+    ) -> None:
+        self.spark, self.cfg, self.table, self.run_id = spark, cfg, table, run_id
+        self.path = cfg.table_location(table)
+        self.state = TableState(spark, cfg, table)
+        self.keys = list(table.primary_key)
+        self.parts = list(table.partition_by)
+
+    # ---- entry points -------------------------------------------------------------------
+    def full(self) -> dict:
+        rec = new_record(self.run_id, self.table, "full", None)
+        t0 = time.monotonic()
+        exists = self._check_existing()
+        files = [f for f in self._list() if f.kind == LOAD]
+        if not files:
+            where = self.cfg.raw_location(self.table)
+            raise TableRunError(f"{self.table.qualified_name}: no LOAD files under {where}")
+        self._describe_files(rec, files)
+        changes = normalize_changes(
+            read_raw(self.spark, files), self.table, self.cfg.dms, kind=LOAD
+        )
+        with _persisted(changes) as changes:
+            stats = self._batch_stats(changes, files, rec)
+            good, bad = split_valid(changes)
+            winners = latest_per_key(good, self.keys)
+            if exists:
+                # A delete committed after the load started (a cached change) beats the
+                # snapshot row even though the ledger of the previous generation applied it.
+                tombs = self.state.tombstones(_key_schema(good, self.keys))
+                newer_tombs = (
+                    tombs.alias("d")
+                    .join(winners.alias("w"), self.keys, "inner")
+                    .where(order_key("d.") > order_key("w."))
+                    .select(*self.keys)
+                )
+                winners = winners.join(newer_tombs, self.keys, "left_anti")
+            rows = winners.select(*_data_columns(winners), *BOOKKEEPING_COLUMNS)
+            watermark = stats["min_ts"]
+            # Recorded before the data: if the overwrite then fails, incremental runs re-apply
+            # changes newer than the load to the old table, which the sequence guard makes safe.
+            self.state.record_full_load(self.run_id, watermark, self.run_id)
+            with self._commit_metadata(len(files)):
+                (
+                    rows.write.format("delta")
+                    .mode("overwrite")
+                    .option("overwriteSchema", "true")
+                    .partitionBy(*self.parts)
+                    .save(self.path)
+                )
+            self._check_table_properties()
+            version, metrics = self._last_commit()
+            rec["rows_inserted"] = int(metrics.get("numOutputRows", 0))
+            rec["delta_version"] = version
+            if rec["quarantined"]:
+                self.state.quarantine(bad, self.run_id)
+        self.state.record_files(self.run_id, files, self.run_id, version)
+        rec["status"] = "succeeded"
+        rec["duration_s"] = round(time.monotonic() - t0, 3)
+        return rec
+
+    def incremental(self, window: Window) -> dict:
+        rec = new_record(self.run_id, self.table, "incremental", window)
+        t0 = time.monotonic()
+        exists = self._check_existing()
+        generation, watermark = self.state.generation()
+        applied = self.state.applied_files(generation)
+        files = window.select(self._list(), applied, floor=watermark)
+        self._describe_files(rec, files)
+        if not files:
+            rec["status"] = "noop"
+            rec["duration_s"] = round(time.monotonic() - t0, 3)
+            return rec
+        changes = normalize_changes(read_raw(self.spark, files), self.table, self.cfg.dms, kind=CDC)
+        with _persisted(changes) as changes:
+            self._batch_stats(changes, files, rec)
+            good, bad = split_valid(changes)
+            good = self._fit_schema(good, exists)
+            winners = latest_per_key(good, self.keys)
+            current = self._current_rows(winners) if exists else None
+            tombs = self.state.tombstones(_key_schema(good, self.keys)).join(
+                winners.select(*self.keys), self.keys, "left_semi"
+            )
+            if current is None:
+                current = self.spark.createDataFrame(
+                    [], _target_lookup_schema(good, self.keys, self.parts)
+                )
+            classified = classify_against_target(
+                winners, current, tombs, self.keys, self.parts, watermark
+            )
+            with _persisted(classified) as classified:
+                counts, part_values, key_range = self._plan(classified)
+                rec["stale_skipped"] = counts.get(STALE, 0)
+                rec["deletes_of_absent_keys"] = counts.get(DELETE_ABSENT, 0)
+                if rec["quarantined"]:
+                    self.state.quarantine(bad, self.run_id)
+                version = None
+                if any(counts.get(s, 0) for s in EFFECTIVE):
+                    version = self._merge(classified, exists, part_values, key_range, len(files))
+                    _, metrics = self._last_commit()
+                    rec["rows_inserted"] = int(metrics.get("numTargetRowsInserted", 0))
+                    rec["rows_updated"] = int(metrics.get("numTargetRowsUpdated", 0))
+                    rec["rows_deleted"] = int(metrics.get("numTargetRowsDeleted", 0))
+                elif exists:
+                    version = (
+                        DeltaTable.forPath(self.spark, self.path).history(1).first()["version"]
+                    )
+                rec["delta_version"] = version
+                live = classified.where(F.col("_cdc_status") != STALE)
+                if counts.get(DELETE, 0) or counts.get(DELETE_ABSENT, 0) or self._has_tombstones():
+                    self.state.apply_tombstones(live, self.keys)
+        self.state.record_files(generation, files, self.run_id, rec["delta_version"])
+        rec["status"] = "succeeded"
+        rec["duration_s"] = round(time.monotonic() - t0, 3)
+        return rec
+
+    # ---- steps --------------------------------------------------------------------------
+    def _list(self) -> list[RawFile]:
+        return list_raw_files(self.spark, self.cfg.raw_location(self.table), self.cfg.dms)
+
+    def _describe_files(self, rec: dict, files: Sequence[RawFile]) -> None:
+        rec["files"] = len(files)
+        rec["hours"] = sorted({f"{f.hour:%Y-%m-%dT%H}" for f in files if f.hour is not None})
+
+    def _batch_stats(self, changes: DataFrame, files: Sequence[RawFile], rec: dict) -> dict:
+        """One pass over the batch (which also proves every file is readable)."""
+        try:
+            rows = (
+                changes.groupBy(REASON, OP)
+                .agg(
+                    F.count(F.lit(1)).alias("n"),
+                    F.max(COMMIT_TS).alias("max_ts"),
+                    F.min(COMMIT_TS).alias("min_ts"),
+                )
+                .collect()
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised naming the file
+            raise diagnose(self.spark, files, exc) from exc
+        good = [r for r in rows if r[REASON] is None]
+        rec["records"] = sum(r["n"] for r in rows)
+        by_op: dict[str, int] = {}
+        for r in rows:
+            by_op[r[OP] or "null"] = by_op.get(r[OP] or "null", 0) + r["n"]
+        rec["records_by_op"] = by_op
+        rec["quarantined"] = sum(r["n"] for r in rows if r[REASON] is not None)
+        max_ts = as_utc(max((r["max_ts"] for r in good if r["max_ts"]), default=None))
+        rec["newest_change_ts"] = max_ts
+        valid = sum(r["n"] for r in good)
+        if rec["quarantined"]:
+            log.warning(
+                "%s: %d row(s) quarantined (%s)",
+                self.table.qualified_name,
+                rec["quarantined"],
+                ", ".join(sorted({r[REASON] for r in rows if r[REASON]})),
+            )
+        stats = {
+            "valid": valid,
+            "min_ts": as_utc(min((r["min_ts"] for r in good if r["min_ts"]), default=None)),
+        }
+        # Winners are one per key; the rest collapsed into them.
+        keys_count = changes.where(F.col(REASON).isNull()).select(*self.keys).distinct().count()
+        rec["duplicates_collapsed"] = valid - keys_count
+        return stats
+
+    def _fit_schema(self, good: DataFrame, exists: bool) -> DataFrame:
+        incoming = T.StructType(
+            [f for f in good.schema.fields if f.name not in BOOKKEEPING_COLUMNS]
+        )
+        missing_parts = [p for p in self.parts if p not in incoming.fieldNames()]
+        if missing_parts and not exists:
+            raise TableRunError(
+                f"{self.table.qualified_name}: partition column(s) {missing_parts} not in the files"
+            )
+        plan = SchemaPlan()
+        if exists:
+            table_schema = self.spark.read.format("delta").load(self.path).schema
+            data = T.StructType(
+                [f for f in table_schema.fields if f.name not in BOOKKEEPING_COLUMNS]
+            )
+            plan = plan_schema(incoming, data, self.table.qualified_name)
+        for name, dtype in plan.casts.items():
+            good = good.withColumn(name, F.col(name).cast(dtype))
+        for field in plan.missing_columns:
+            good = good.withColumn(field.name, F.lit(None).cast(field.dataType))
+        if plan.new_columns:
+            log.info(
+                "%s: new source column(s) %s will be added",
+                self.table.qualified_name,
+                [f.name for f in plan.new_columns],
+            )
+        return good
+
+    def _current_rows(self, winners: DataFrame) -> DataFrame:
+        """The live target rows of the batch's keys (where they are today).
+
+        The first key's min/max lets Delta skip files by their statistics before the join.
+        """
+        k0 = self.keys[0]
+        lo, hi = winners.agg(F.min(k0), F.max(k0)).first()  # type: ignore[misc]
+        target = self.spark.read.format("delta").load(self.path)
+        return (
+            target.where(F.col(k0).between(lo, hi))
+            .select(*self.keys, *self.parts, *ORDER_COLUMNS)
+            .join(winners.select(*self.keys), self.keys, "left_semi")
+        )
+
+    def _plan(self, classified: DataFrame) -> tuple[dict[str, int], list[tuple], tuple | None]:
+        counts = {
+            r["_cdc_status"]: r["count"]
+            for r in classified.groupBy("_cdc_status").count().collect()
+        }
+        part_values: list[tuple] = []
+        if self.parts:
+            status = F.col("_cdc_status")
+            where_now = classified.where(status.isin(UPDATE, DELETE)).select(
+                *(F.col(f"_cdc_t_{p}").alias(p) for p in self.parts)
+            )
+            where_next = classified.where(status.isin(INSERT, UPDATE)).select(*self.parts)
+            part_values = [tuple(r) for r in where_now.union(where_next).distinct().collect()]
+        k0 = self.keys[0]
+        rng = (
+            classified.where(F.col("_cdc_status").isin(*EFFECTIVE))
+            .agg(F.min(k0), F.max(k0))
+            .first()
+        )
+        return counts, part_values, (tuple(rng) if rng else None)
+
+    def _merge(
+        self,
+        classified: DataFrame,
+        exists: bool,
+        part_values: list[tuple],
+        key_range: tuple | None,
+        n_files: int,
+    ) -> int:
+        source = classified.where(F.col("_cdc_status").isin(*EFFECTIVE))
+        source = source.select(*_data_columns(source), *BOOKKEEPING_COLUMNS)
+        if not exists:
+            (
+                DeltaTable.createIfNotExists(self.spark)
+                .location(self.path)
+                .addColumns(source.schema)
+                .partitionedBy(*self.parts)
+                .execute()
+            )
+            self._check_table_properties()
+        cond = merge_condition(self.keys, self.parts, part_values, key_range)
+        newer = newer_than_target()
+        is_delete = F.col(f"s.{OP}") == "D"
+        with self._commit_metadata(n_files):
+            (
+                DeltaTable.forPath(self.spark, self.path)
+                .alias("t")
+                .merge(source.alias("s"), cond)
+                .whenMatchedDelete(condition=is_delete & newer)
+                .whenMatchedUpdateAll(condition=~is_delete & newer)
+                .whenNotMatchedInsertAll(condition=~is_delete)
+                .execute()
+            )
+        version, _ = self._last_commit()
+        return version
+
+    # ---- table checks and helpers ---------------------------------------------------------
+    def _check_existing(self) -> bool:
+        if not DeltaTable.isDeltaTable(self.spark, self.path):
+            return False
+        self._check_table_properties()
+        self._repair_manifest()
+        return True
+
+    def _check_table_properties(self) -> None:
+        props = {
+            r["key"]: r["value"]
+            for r in self.spark.sql(f"SHOW TBLPROPERTIES delta.`{self.path}`").collect()
+        }
+        problems = []
+        if props.get("delta.enableDeletionVectors", "false").lower() == "true":
+            problems.append("deletion vectors are enabled")
+        if props.get("delta.columnMapping.mode", "none") != "none":
+            problems.append("column mapping is enabled")
+        if problems:
+            raise TableRunError(
+                f"{self.table.qualified_name}: {' and '.join(problems)} on {self.path}; "
+                "Redshift Spectrum's symlink manifest needs both off"
+            )
+        if props.get("delta.compatibility.symlinkFormatManifest.enabled", "false") != "true":
+            self.spark.sql(
+                f"ALTER TABLE delta.`{self.path}` SET TBLPROPERTIES "
+                "('delta.compatibility.symlinkFormatManifest.enabled' = 'true')"
+            )
+
+    def _repair_manifest(self) -> None:
+        """If the last data commit was ours but its run never reached the ledger, the process
+        may have died before Delta refreshed the manifest: regenerate it."""
+        last = DeltaTable.forPath(self.spark, self.path).history(1).first()
+        try:
+            meta = json.loads(last["userMetadata"] or "{}")
+        except ValueError:
+            return
+        run = meta.get("cdclake_run") if isinstance(meta, dict) else None
+        if run and not self.state.run_recorded(run):
+            log.warning(
+                "%s: previous run %s committed version %s but did not finish; "
+                "regenerating the symlink manifest",
+                self.table.qualified_name,
+                run,
+                last["version"],
+            )
+            DeltaTable.forPath(self.spark, self.path).generate("symlink_format_manifest")
+
+    def _has_tombstones(self) -> bool:
+        return DeltaTable.isDeltaTable(self.spark, self.state.tombstone_path)
+
+    @contextmanager
+    def _commit_metadata(self, n_files: int):
+        meta = json.dumps({"cdclake_run": self.run_id, "files": n_files})
+        self.spark.conf.set(USER_METADATA, meta)
+        try:
+            yield
+        finally:
+            self.spark.conf.unset(USER_METADATA)
+
+    def _last_commit(self) -> tuple[int, dict[str, Any]]:
+        row = DeltaTable.forPath(self.spark, self.path).history(1).first()
+        return int(row["version"]), dict(row["operationMetrics"] or {})
+
+
+@contextmanager
+def _persisted(df: DataFrame):
+    df = df.persist(StorageLevel.MEMORY_AND_DISK)
+    try:
+        yield df
+    finally:
+        df.unpersist()
+
+
+def _data_columns(df: DataFrame) -> list[str]:
+    skip = {*BOOKKEEPING_COLUMNS, REASON, "_cdc_record", "_cdc_status"}
+    return [c for c in df.columns if c not in skip and not c.startswith("_cdc_t_")]
+
+
+def _key_schema(df: DataFrame, keys: Sequence[str]) -> T.StructType:
+    return T.StructType([df.schema[k] for k in keys])
+
+
+def _target_lookup_schema(df: DataFrame, keys: Sequence[str], parts: Sequence[str]) -> T.StructType:
+    fields = [df.schema[c] for c in [*keys, *parts, *ORDER_COLUMNS]]
+    return T.StructType(fields)

@@ -1,0 +1,216 @@
+"""Bookkeeping Delta tables kept beside each lake table (never queried by analysts).
+
+- ledger: which raw files have been applied, per full-load *generation*, and each full load's
+  watermark (its timestamp: every change older than it is already in the load);
+- tombstones: key and change order of deleted rows, so an older change replayed later cannot
+  bring a row back;
+- quarantine: rows that could not be applied, with the reason and source file;
+- audit: one row per table per run (shared by all tables).
+
+All writes are idempotent (MERGE on natural keys) or append-only records of a run, so a crash
+between any two of them followed by a rerun converges to the same state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdclake.config import PipelineConfig, TableConfig
+from cdclake.layout import RawFile, as_utc
+from cdclake.transforms import ORDER_COLUMNS, order_key
+
+LEDGER_SCHEMA = T.StructType(
+    [
+        T.StructField("generation", T.StringType(), False),
+        T.StructField("kind", T.StringType(), False),  # full_load | load | cdc
+        T.StructField("file", T.StringType(), True),
+        T.StructField("hour", T.TimestampType(), True),
+        T.StructField("size", T.LongType(), True),
+        T.StructField("watermark", T.TimestampType(), True),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("data_version", T.LongType(), True),
+        T.StructField("recorded_at", T.TimestampType(), False),
+    ]
+)
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("row_pos", T.LongType(), True),
+        T.StructField("record", T.StringType(), True),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("quarantined_at", T.TimestampType(), False),
+    ]
+)
+
+AUDIT_SCHEMA = T.StructType(
+    [
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("table", T.StringType(), False),
+        T.StructField("mode", T.StringType(), False),
+        T.StructField("status", T.StringType(), False),  # succeeded | noop | failed
+        T.StructField("since", T.StringType(), True),
+        T.StructField("until", T.StringType(), True),
+        T.StructField("started_at", T.TimestampType(), False),
+        T.StructField("duration_s", T.DoubleType(), False),
+        T.StructField("files", T.LongType(), False),
+        T.StructField("hours", T.ArrayType(T.StringType()), True),
+        T.StructField("records", T.LongType(), False),
+        T.StructField("records_by_op", T.MapType(T.StringType(), T.LongType()), True),
+        T.StructField("duplicates_collapsed", T.LongType(), False),
+        T.StructField("stale_skipped", T.LongType(), False),
+        T.StructField("deletes_of_absent_keys", T.LongType(), False),
+        T.StructField("rows_inserted", T.LongType(), False),
+        T.StructField("rows_updated", T.LongType(), False),
+        T.StructField("rows_deleted", T.LongType(), False),
+        T.StructField("quarantined", T.LongType(), False),
+        T.StructField("delta_version", T.LongType(), True),
+        T.StructField("newest_change_ts", T.TimestampType(), True),
+        T.StructField("error", T.StringType(), True),
+    ]
+)
+
+
+def read_delta(spark: SparkSession, path: str, schema: T.StructType | None = None) -> DataFrame:
+    """The table at ``path``, or an empty frame of ``schema`` when it does not exist yet."""
+    if DeltaTable.isDeltaTable(spark, path):
+        return spark.read.format("delta").load(path)
+    if schema is None:
+        raise FileNotFoundError(f"no Delta table at {path}")
+    return spark.createDataFrame([], schema)
+
+
+class TableState:
+    """The bookkeeping of one lake table."""
+
+    def __init__(self, spark: SparkSession, cfg: PipelineConfig, table: TableConfig) -> None:
+        self.spark, self.table = spark, table
+        self.ledger_path = cfg.state_location(table, "ledger")
+        self.tombstone_path = cfg.state_location(table, "tombstones")
+        self.quarantine_path = cfg.state_location(table, "quarantine")
+
+    # ---- ledger -------------------------------------------------------------------------
+    def generation(self) -> tuple[str | None, datetime | None]:
+        """The current full-load generation and its watermark (None before any full load)."""
+        rows = (
+            read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
+            .where(F.col("kind") == "full_load")
+            .orderBy(F.col("recorded_at").desc())
+            .select("generation", "watermark")
+            .limit(1)
+            .collect()
+        )
+        if not rows:
+            return None, None
+        return rows[0]["generation"], as_utc(rows[0]["watermark"])
+
+    def applied_files(self, generation: str | None) -> set[str]:
+        # Before any full load the generation is recorded as the empty string.
+        gen = F.col("generation") == (generation or "")
+        rows = (
+            read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
+            .where(gen & (F.col("kind") == "cdc"))
+            .select("file")
+            .distinct()
+            .collect()
+        )
+        return {r["file"] for r in rows}
+
+    def run_recorded(self, run_id: str) -> bool:
+        df = read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
+        return bool(df.where(F.col("run_id") == run_id).limit(1).collect())
+
+    def record_full_load(self, generation: str, watermark: datetime | None, run_id: str) -> None:
+        now = datetime.now().astimezone()
+        row = (generation, "full_load", None, None, None, watermark, run_id, None, now)
+        self._append_ledger([row])
+
+    def record_files(
+        self, generation: str | None, files: Sequence[RawFile], run_id: str, version: int | None
+    ) -> None:
+        now = datetime.now().astimezone()
+        rows = [
+            (generation or "", f.kind, f.path, f.hour, f.size, None, run_id, version, now)
+            for f in files
+        ]
+        self._append_ledger(rows)
+
+    def _append_ledger(self, rows: list[tuple]) -> None:
+        df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
+        df.write.format("delta").mode("append").save(self.ledger_path)
+
+    # ---- tombstones ---------------------------------------------------------------------
+    def tombstones(self, key_schema: T.StructType) -> DataFrame:
+        schema = T.StructType(
+            list(key_schema.fields)
+            + [
+                T.StructField("_cdc_commit_ts", T.TimestampType()),
+                T.StructField("_cdc_change_seq", T.StringType()),
+                T.StructField("_cdc_source_file", T.StringType()),
+                T.StructField("_cdc_row_pos", T.LongType()),
+            ]
+        )
+        return read_delta(self.spark, self.tombstone_path, schema)
+
+    def apply_tombstones(self, changes: DataFrame, keys: Sequence[str]) -> None:
+        """Record deletes (``_cdc_op = 'D'``) and drop tombstones a newer insert superseded.
+
+        ``changes`` holds the batch's non-stale winners: keys, ``_cdc_op`` and order columns.
+        """
+        src = changes.select(*keys, "_cdc_op", *ORDER_COLUMNS)
+        if not DeltaTable.isDeltaTable(self.spark, self.tombstone_path):
+            first = src.where(F.col("_cdc_op") == "D").drop("_cdc_op")
+            first.write.format("delta").mode("append").save(self.tombstone_path)
+            return
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        newer = order_key("s.") > order_key("t.")
+        values = {c: F.col(f"s.{c}") for c in [*keys, *ORDER_COLUMNS]}
+        (
+            DeltaTable.forPath(self.spark, self.tombstone_path)
+            .alias("t")
+            .merge(src.alias("s"), cond)
+            .whenMatchedUpdate(condition=(F.col("s._cdc_op") == "D") & newer, set=values)
+            .whenMatchedDelete(condition=(F.col("s._cdc_op") != "D") & newer)
+            .whenNotMatchedInsert(condition=F.col("s._cdc_op") == "D", values=values)
+            .execute()
+        )
+
+    # ---- quarantine ---------------------------------------------------------------------
+    def quarantine(self, bad: DataFrame, run_id: str) -> None:
+        """Add quarantined rows once: a rerun over the same files adds nothing."""
+        rows = bad.select(
+            "reason",
+            "source_file",
+            "row_pos",
+            "record",
+            F.lit(run_id).alias("run_id"),
+            F.current_timestamp().alias("quarantined_at"),
+        )
+        if not DeltaTable.isDeltaTable(self.spark, self.quarantine_path):
+            rows.write.format("delta").mode("append").save(self.quarantine_path)
+            return
+        (
+            DeltaTable.forPath(self.spark, self.quarantine_path)
+            .alias("t")
+            .merge(
+                rows.alias("s"),
+                "t.source_file = s.source_file AND t.row_pos <=> s.row_pos "
+                "AND t.record <=> s.record",
+            )
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+
+def append_audit(spark: SparkSession, cfg: PipelineConfig, records: list[dict]) -> None:
+    """Append this run's per-table audit records."""
+    rows = [tuple(r.get(f.name) for f in AUDIT_SCHEMA.fields) for r in records]
+    df = spark.createDataFrame(rows, AUDIT_SCHEMA)
+    df.write.format("delta").mode("append").save(cfg.audit_location)
