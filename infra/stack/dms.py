@@ -206,7 +206,7 @@ class Dms(Construct):
         )
         why = ("dms-vpc-role: EC2 Describe* and ENI actions on not-yet-existing interfaces "
                "do not support resource-level permissions (same as AmazonDMSVPCManagementRole)")
-        for c in ("CKV_AWS_111", "CKV_AWS_355", "CKV_AWS_290"):
+        for c in ("CKV_AWS_111",):
             checkov_skip(vpc_role, c, why)
         logs_role = access.role(
             self,

@@ -84,9 +84,11 @@ class Monitoring(Construct):
         # EMR Serverless: Metrics Insights queries match every dimension set that carries the
         # application id (releases >= 7.10 add ApplicationName/JobName dimensions).
         def emr_query(metric: str, fn: str) -> cw.MathExpression:
+            # CloudWatch Metrics Insights, not SQL; the id is the stack's own application.
+            query = (f'SELECT {fn}({metric}) FROM "AWS/EMRServerless" '  # nosec B608
+                     f"WHERE ApplicationId = '{emr_application_id}'")
             return cw.MathExpression(
-                expression=(f'SELECT {fn}({metric}) FROM "AWS/EMRServerless" '
-                            f"WHERE ApplicationId = '{emr_application_id}'"),
+                expression=query,
                 period=Duration.minutes(1), label=metric, using_metrics={},
             )
 

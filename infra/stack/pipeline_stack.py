@@ -256,15 +256,9 @@ class PipelineStack(Stack):
                 access.bucket_location(st.artifacts, st.curated),
             ],
         )
-        for c, why in (("CKV_AWS_111", "write actions are resource-scoped except AWS-required ones "
-                                       "(see tests/infra IAM wildcard allow-list)"),
-                       ("CKV_AWS_355", "only s3:GetAccountPublicAccessBlock, logs:DescribeLogGroups, "
-                                       "dms:DescribeReplicationTasks and PutMetricData (namespace-"
-                                       "conditioned) use '*': they have no resource-level permissions")):
-            checkov_skip(self.mwaa_role, c, why)
-        checkov_skip(self.emr_role, "CKV_AWS_355",
-                     "only cloudwatch:PutMetricData uses '*' (no resource-level permissions; "
-                     "restricted by the cloudwatch:namespace condition)")
+        checkov_skip(self.mwaa_role, "CKV_AWS_111",
+                     "the only unscoped write is cloudwatch:PutMetricData (no resource-level "
+                     "permissions; limited to namespace AmazonMWAA by condition)")
 
         if env.mwaa.enabled:
             mwaa_sg = self._sg("MwaaSg", vpc, "MWAA environment")
@@ -303,7 +297,7 @@ class PipelineStack(Stack):
         why = ("permissions boundary: a ceiling, grants nothing itself; it lists exactly the actions the "
                "roles use, and the roles' own policies scope the resources")
         access.acknowledge_wildcards(self)
-        for c in ("CKV_AWS_111", "CKV_AWS_355", "CKV_AWS_290", "CKV_AWS_289", "CKV_AWS_109", "CKV_AWS_108"):
+        for c in ("CKV_AWS_111", "CKV_AWS_109", "CKV_AWS_108"):
             checkov_skip(self.boundary, c, why)
 
         self._outputs()

@@ -84,12 +84,9 @@ class Storage(Construct):
                 )
             ],
         )
-        why_sse_s3 = "S3 server access logs cannot be delivered to an SSE-KMS bucket; SSE-S3 is the only option"
         why_no_log = "this is the access-log target; logging it into itself would loop"
         checkov_skip(self.logs, "CKV_AWS_18", why_no_log)
         nag_suppress(self.logs, "AwsSolutions-S1", why_no_log)
-        for cid_ in ("CKV_AWS_145",):
-            checkov_skip(self.logs, cid_, why_sse_s3)
 
         def data_bucket(cid_: str, name: str, rules: list[s3.LifecycleRule]) -> s3.Bucket:
             return s3.Bucket(
