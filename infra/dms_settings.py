@@ -155,7 +155,13 @@ def task_settings() -> dict[str, Any]:
             "EnableLogging": True,
             "LogComponents": [
                 {"Id": c, "Severity": "LOGGER_SEVERITY_DEFAULT"}
-                for c in ("SOURCE_CAPTURE", "SOURCE_UNLOAD", "TARGET_LOAD", "TARGET_APPLY", "TASK_MANAGER")
+                for c in (
+                    "SOURCE_CAPTURE",
+                    "SOURCE_UNLOAD",
+                    "TARGET_LOAD",
+                    "TARGET_APPLY",
+                    "TASK_MANAGER",
+                )
             ],
         },
     }

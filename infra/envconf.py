@@ -143,7 +143,9 @@ def load_env(name: str, env_dir: Path = ENV_DIR) -> EnvConfig:
         raise EnvConfigError(f"environment '{name}' has no file {path} (known: {known})")
     text = path.read_text()
     if _ACCOUNT_ID.search(text):
-        raise EnvConfigError(f"{path}: looks like it holds an AWS account id; keep them out of conf/")
+        raise EnvConfigError(
+            f"{path}: looks like it holds an AWS account id; keep them out of conf/"
+        )
     return parse_env(yaml.safe_load(text), str(path))
 
 
@@ -154,7 +156,9 @@ def parse_env(data: Any, source: str = "<env>") -> EnvConfig:
         raise EnvConfigError(f"{source}: name: '{name}' must be 2-12 lowercase letters/digits")
     prefix = top.get("bucket_prefix")
     if not isinstance(prefix, str) or not _BUCKET_PREFIX.match(prefix):
-        raise EnvConfigError(f"{source}: bucket_prefix: '{prefix}' is not a valid bucket name prefix")
+        raise EnvConfigError(
+            f"{source}: bucket_prefix: '{prefix}' is not a valid bucket name prefix"
+        )
     if not isinstance(top.get("region"), str):
         raise EnvConfigError(f"{source}: region: required")
     network = Network(**_section(top.get("network"), f"{source}: network", Network))
@@ -169,11 +173,17 @@ def parse_env(data: Any, source: str = "<env>") -> EnvConfig:
     network = Network(network.vpc_id, subnets, network.source_db_security_group_id)
     src = Source(**_section(top.get("source"), f"{source}: source", Source))
     if src.ssl_mode not in ("require", "verify-ca", "verify-full"):
-        raise EnvConfigError(f"{source}: source.ssl_mode: TLS is required (require|verify-ca|verify-full)")
+        raise EnvConfigError(
+            f"{source}: source.ssl_mode: TLS is required (require|verify-ca|verify-full)"
+        )
     if src.ssl_mode != "require" and not src.ca_bundle_file:
-        raise EnvConfigError(f"{source}: source.ca_bundle_file is needed for ssl_mode {src.ssl_mode}")
+        raise EnvConfigError(
+            f"{source}: source.ca_bundle_file is needed for ssl_mode {src.ssl_mode}"
+        )
     if src.engine not in ("postgres", "aurora-postgresql"):
-        raise EnvConfigError(f"{source}: source.engine: '{src.engine}' (postgres|aurora-postgresql)")
+        raise EnvConfigError(
+            f"{source}: source.engine: '{src.engine}' (postgres|aurora-postgresql)"
+        )
     mon = Monitoring(**_section(top.get("monitoring", {}), f"{source}: monitoring", Monitoring))
     emr = Emr(**_section(top.get("emr", {}), f"{source}: emr", Emr))
     if emr.architecture not in ("ARM64", "X86_64"):
@@ -186,7 +196,9 @@ def parse_env(data: Any, source: str = "<env>") -> EnvConfig:
         source=src,
         dms=Dms(**_section(top.get("dms", {}), f"{source}: dms", Dms)),
         emr=emr,
-        retention=Retention(**_section(top.get("retention", {}), f"{source}: retention", Retention)),
+        retention=Retention(
+            **_section(top.get("retention", {}), f"{source}: retention", Retention)
+        ),
         monitoring=mon,
         athena=Athena(**_section(top.get("athena", {}), f"{source}: athena", Athena)),
         mwaa=Mwaa(**_section(top.get("mwaa", {}), f"{source}: mwaa", Mwaa)),

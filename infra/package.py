@@ -93,9 +93,9 @@ def upload(
     import boto3  # deferred: building needs no AWS SDK
 
     s3 = boto3.client("s3", endpoint_url=endpoint_url, region_name=region)
-    owner = boto3.client("sts", endpoint_url=endpoint_url, region_name=region).get_caller_identity()[
-        "Account"
-    ]
+    owner = boto3.client(
+        "sts", endpoint_url=endpoint_url, region_name=region
+    ).get_caller_identity()["Account"]
     bodies = {str(p.relative_to(dist)).replace("\\", "/"): p.read_bytes() for p in _files(dist)}
     if outputs is not None:
         doc = json.dumps(outputs, indent=2, sort_keys=True).encode()
@@ -113,7 +113,12 @@ def upload(
     ]
     for key in stale:
         s3.delete_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
-    log.info("uploaded %d objects to s3://%s, removed %d stale DAG files", len(bodies), bucket, len(stale))
+    log.info(
+        "uploaded %d objects to s3://%s, removed %d stale DAG files",
+        len(bodies),
+        bucket,
+        len(stale),
+    )
     return sorted(bodies)
 
 
@@ -170,9 +175,17 @@ def main(argv: list[str] | None = None) -> int:
             build(env, dist, config=args.config)
         else:
             if not dist.is_dir():
-                raise PackageError(f"{dist} does not exist: run `make package ENV={env.name}` first")
+                raise PackageError(
+                    f"{dist} does not exist: run `make package ENV={env.name}` first"
+                )
             outputs = stack_outputs(args.outputs, env.stack_name) if args.outputs else None
-            upload(dist, env.buckets.artifacts, outputs=outputs, endpoint_url=args.endpoint_url, region=env.region)
+            upload(
+                dist,
+                env.buckets.artifacts,
+                outputs=outputs,
+                endpoint_url=args.endpoint_url,
+                region=env.region,
+            )
     except (PackageError, ValueError) as exc:
         log.error("%s", exc)
         return 1

@@ -13,9 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Delta ships in the EMR image; spark.jars.packages does not work on EMR Serverless.
 DELTA_JARS = "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"
-GLUE_METASTORE_FACTORY = (
-    "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
-)
+GLUE_METASTORE_FACTORY = "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
 
 
 @cache
@@ -27,7 +25,9 @@ def runtime_pins(pyproject: Path = REPO_ROOT / "pyproject.toml") -> dict[str, st
     except KeyError as exc:
         raise KeyError(f"{pyproject}: [tool.cdclake.runtime] is missing") from exc
     if not str(pins.get("emr_release", "")).startswith("emr-"):
-        raise ValueError(f"{pyproject}: [tool.cdclake.runtime].emr_release must look like emr-X.Y.Z")
+        raise ValueError(
+            f"{pyproject}: [tool.cdclake.runtime].emr_release must look like emr-X.Y.Z"
+        )
     return {k: str(v) for k, v in pins.items()}
 
 

@@ -50,12 +50,26 @@ def glue_default_db_arn() -> str:
     return f"arn:{Aws.PARTITION}:glue:{Aws.REGION}:{Aws.ACCOUNT_ID}:database/default"
 
 
-GLUE_READ = ["glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables",
-             "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition",
-             "glue:GetUserDefinedFunctions"]
-GLUE_WRITE = ["glue:CreateTable", "glue:UpdateTable", "glue:DeleteTable",
-              "glue:CreatePartition", "glue:BatchCreatePartition", "glue:UpdatePartition",
-              "glue:DeletePartition", "glue:BatchDeletePartition"]
+GLUE_READ = [
+    "glue:GetDatabase",
+    "glue:GetDatabases",
+    "glue:GetTable",
+    "glue:GetTables",
+    "glue:GetPartition",
+    "glue:GetPartitions",
+    "glue:BatchGetPartition",
+    "glue:GetUserDefinedFunctions",
+]
+GLUE_WRITE = [
+    "glue:CreateTable",
+    "glue:UpdateTable",
+    "glue:DeleteTable",
+    "glue:CreatePartition",
+    "glue:BatchCreatePartition",
+    "glue:UpdatePartition",
+    "glue:DeletePartition",
+    "glue:BatchDeletePartition",
+]
 
 
 def role(
@@ -82,7 +96,9 @@ def role(
     )
 
 
-def boundary_policy(scope: Construct, cid: str, *, name: str, roles: list[iam.Role]) -> iam.ManagedPolicy:
+def boundary_policy(
+    scope: Construct, cid: str, *, name: str, roles: list[iam.Role]
+) -> iam.ManagedPolicy:
     """Permissions boundary: allows only the actions the stack's roles use, in this region.
 
     A boundary grants nothing by itself; it caps what any role of the stack can ever be given
@@ -195,6 +211,10 @@ def acknowledge_wildcards(stack: Stack) -> None:
                             f"{c.node.path}: statement {sid or '(no Sid)'} uses wildcard resource "
                             f"{name}: give it a Sid and a reason in WILDCARD_REASONS"
                         )
-                    acks[f"AwsSolutions::AwsSolutions-IAM5[Resource::{name}]"] = WILDCARD_REASONS[sid]
+                    acks[f"AwsSolutions::AwsSolutions-IAM5[Resource::{name}]"] = WILDCARD_REASONS[
+                        sid
+                    ]
         if acks:
-            Validations.of(c).acknowledge(*(Acknowledgment(id=k, reason=v) for k, v in acks.items()))
+            Validations.of(c).acknowledge(
+                *(Acknowledgment(id=k, reason=v) for k, v in acks.items())
+            )

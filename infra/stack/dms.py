@@ -78,7 +78,11 @@ class Dms(Construct):
                 iam.PolicyStatement(
                     actions=["kms:Decrypt", "kms:DescribeKey"],
                     resources=[key.key_arn],
-                    conditions={"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}},
+                    conditions={
+                        "StringEquals": {
+                            "kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"
+                        }
+                    },
                 ),
             ],
         )
@@ -194,18 +198,25 @@ class Dms(Construct):
                 iam.PolicyStatement(
                     sid="Ec2NetworkInterfaces",
                     actions=[
-                        "ec2:CreateNetworkInterface", "ec2:DeleteNetworkInterface",
-                        "ec2:ModifyNetworkInterfaceAttribute", "ec2:DescribeAvailabilityZones",
-                        "ec2:DescribeInternetGateways", "ec2:DescribeSecurityGroups",
-                        "ec2:DescribeSubnets", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
+                        "ec2:CreateNetworkInterface",
+                        "ec2:DeleteNetworkInterface",
+                        "ec2:ModifyNetworkInterfaceAttribute",
+                        "ec2:DescribeAvailabilityZones",
+                        "ec2:DescribeInternetGateways",
+                        "ec2:DescribeSecurityGroups",
+                        "ec2:DescribeSubnets",
+                        "ec2:DescribeVpcs",
+                        "ec2:DescribeDhcpOptions",
                         "ec2:DescribeNetworkInterfaces",
                     ],
                     resources=["*"],
                 )
             ],
         )
-        why = ("dms-vpc-role: EC2 Describe* and ENI actions on not-yet-existing interfaces "
-               "do not support resource-level permissions (same as AmazonDMSVPCManagementRole)")
+        why = (
+            "dms-vpc-role: EC2 Describe* and ENI actions on not-yet-existing interfaces "
+            "do not support resource-level permissions (same as AmazonDMSVPCManagementRole)"
+        )
         for c in ("CKV_AWS_111",):
             checkov_skip(vpc_role, c, why)
         logs_role = access.role(
@@ -218,8 +229,13 @@ class Dms(Construct):
             statements=[
                 iam.PolicyStatement(
                     sid="DmsTaskLogs",
-                    actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                             "logs:DescribeLogStreams", "logs:PutRetentionPolicy"],
+                    actions=[
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:PutLogEvents",
+                        "logs:DescribeLogStreams",
+                        "logs:PutRetentionPolicy",
+                    ],
                     resources=[
                         f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:dms-tasks-*",
                         f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:dms-tasks-*:log-stream:*",

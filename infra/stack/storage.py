@@ -13,8 +13,15 @@ from infra.envconf import EnvConfig
 from infra.stack.suppress import checkov_skip, nag_suppress
 
 # Explicit KMS actions (no wildcards) for services that encrypt on the stack's behalf.
-KMS_USE = ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo",
-           "kms:GenerateDataKey", "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"]
+KMS_USE = [
+    "kms:Encrypt",
+    "kms:Decrypt",
+    "kms:ReEncryptFrom",
+    "kms:ReEncryptTo",
+    "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext",
+    "kms:DescribeKey",
+]
 
 
 class Storage(Construct):
@@ -118,13 +125,23 @@ class Storage(Construct):
             "Raw",
             names.raw,
             # Raw CDC files are the job's input; after raw_days only a DMS reload rebuilds them.
-            [s3.LifecycleRule(id="expire-raw-cdc", prefix=f"{layout.RAW_FOLDER}/",
-                              expiration=Duration.days(ret.raw_days))],
+            [
+                s3.LifecycleRule(
+                    id="expire-raw-cdc",
+                    prefix=f"{layout.RAW_FOLDER}/",
+                    expiration=Duration.days(ret.raw_days),
+                )
+            ],
         )
         self.curated = data_bucket("Curated", names.curated, [])
         self.artifacts = data_bucket(
             "Artifacts",
             names.artifacts,
-            [s3.LifecycleRule(id="expire-athena-results", prefix=f"{layout.ATHENA_RESULTS_PREFIX}/",
-                              expiration=Duration.days(ret.athena_results_days))],
+            [
+                s3.LifecycleRule(
+                    id="expire-athena-results",
+                    prefix=f"{layout.ATHENA_RESULTS_PREFIX}/",
+                    expiration=Duration.days(ret.athena_results_days),
+                )
+            ],
         )

@@ -31,7 +31,9 @@ def checkov_skip(node: IConstruct, check_id: str, reason: str) -> None:
     res.add_metadata("checkov", meta)
 
 
-def nag_suppress(node: IConstruct, rule_id: str, reason: str, applies_to: list[str] | None = None) -> None:
+def nag_suppress(
+    node: IConstruct, rule_id: str, reason: str, applies_to: list[str] | None = None
+) -> None:
     if not reason.strip():
         raise ValueError(f"cdk-nag acknowledgment {rule_id} needs a reason")
     pack = f"{rule_id.split('-')[0]}::{rule_id}"

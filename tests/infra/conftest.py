@@ -29,9 +29,19 @@ ALT_CONFIG = {
         "full_load_has_op": False,
     },
     "tables": [
-        {"schema": "sales", "name": "orders", "primary_key": ["order_id"], "partition_by": ["order_date"]},
+        {
+            "schema": "sales",
+            "name": "orders",
+            "primary_key": ["order_id"],
+            "partition_by": ["order_date"],
+        },
         {"schema": "sales", "name": "order_lines", "primary_key": ["order_id", "line_no"]},
-        {"schema": "crm", "name": "customers", "primary_key": "customer_id", "drop_columns": ["email", "phone"]},
+        {
+            "schema": "crm",
+            "name": "customers",
+            "primary_key": "customer_id",
+            "drop_columns": ["email", "phone"],
+        },
     ],
 }
 
@@ -58,7 +68,8 @@ class Synth:
 
     def one(self, rtype: str, **props: object) -> dict:
         found = [
-            v for v in self.resources(rtype).values()
+            v
+            for v in self.resources(rtype).values()
             if all(v["Properties"].get(k) == val for k, val in props.items())
         ]
         assert len(found) == 1, f"expected one {rtype} with {props}, found {len(found)}"

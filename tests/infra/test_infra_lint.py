@@ -36,9 +36,22 @@ def test_cfn_lint_has_no_errors(synths):
 def test_checkov_has_no_failed_checks(synths):
     results = []
     for s in synths.values():
-        res = run(["uvx", "--from", CHECKOV, "checkov", "-f", str(s.template_path), "--framework",
-                   "cloudformation", "--skip-download", "-o", "json"],
-                  env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+        res = run(
+            [
+                "uvx",
+                "--from",
+                CHECKOV,
+                "checkov",
+                "-f",
+                str(s.template_path),
+                "--framework",
+                "cloudformation",
+                "--skip-download",
+                "-o",
+                "json",
+            ],
+            env={**os.environ, "BC_SKIP_MAPPING": "TRUE"},
+        )
         report = json.loads(res.stdout) if res.stdout.strip().startswith("{") else None
         assert report is not None, res.stdout[-2000:] + res.stderr[-2000:]
         failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]

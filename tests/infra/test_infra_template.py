@@ -18,11 +18,19 @@ def as_list(v):
 
 # --- DMS against the pipeline config -------------------------------------------------------
 
+
 def test_s3_target_endpoint_matches_pipeline_config(synth):
     cfg, s3 = synth.cfg, synth.one("AWS::DMS::Endpoint", EndpointType="target")["S3Settings"]
     raw_bucket, raw_folder = cfg.raw_root.removeprefix("s3://").split("/", 1)
-    assert s3["BucketName"] == {"Ref": next(iter(k for k, v in synth.resources("AWS::S3::Bucket").items()
-                                                 if v["Properties"]["BucketName"] == raw_bucket))}
+    assert s3["BucketName"] == {
+        "Ref": next(
+            iter(
+                k
+                for k, v in synth.resources("AWS::S3::Bucket").items()
+                if v["Properties"]["BucketName"] == raw_bucket
+            )
+        )
+    }
     assert s3["BucketFolder"] == raw_folder
     assert s3["DataFormat"] == "parquet"
     assert s3["IncludeOpForFullLoad"] is cfg.dms.full_load_has_op
@@ -42,8 +50,11 @@ def test_table_mappings_match_pipeline_config(synth):
     task = synth.one("AWS::DMS::ReplicationTask")
     assert task["MigrationType"] == "full-load-and-cdc"
     rules = json.loads(task["TableMappings"])["rules"]
-    selected = {(r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
-                for r in rules if r["rule-type"] == "selection"}
+    selected = {
+        (r["object-locator"]["schema-name"], r["object-locator"]["table-name"])
+        for r in rules
+        if r["rule-type"] == "selection"
+    }
     assert selected == {(t.schema, t.name) for t in cfg.tables}
     assert all(r["rule-action"] == "include" for r in rules if r["rule-type"] == "selection")
     added = [r for r in rules if r.get("rule-action") == "add-column"]
@@ -53,8 +64,15 @@ def test_table_mappings_match_pipeline_config(synth):
         assert {r["object-locator"]["schema-name"] for r in added} == {t.schema for t in cfg.tables}
     else:
         assert added == []
-    removed = {(r["object-locator"]["schema-name"], r["object-locator"]["table-name"],
-                r["object-locator"]["column-name"]) for r in rules if r.get("rule-action") == "remove-column"}
+    removed = {
+        (
+            r["object-locator"]["schema-name"],
+            r["object-locator"]["table-name"],
+            r["object-locator"]["column-name"],
+        )
+        for r in rules
+        if r.get("rule-action") == "remove-column"
+    }
     assert removed == {(t.schema, t.name, c) for t in cfg.tables for c in t.drop_columns}
     settings = json.loads(task["ReplicationTaskSettings"])
     assert settings["ChangeProcessingDdlHandlingPolicy"]["HandleSourceTableDropped"] is False
@@ -64,11 +82,15 @@ def test_table_mappings_match_pipeline_config(synth):
 def test_source_endpoint_uses_secrets_manager_and_tls(synth):
     src = synth.one("AWS::DMS::Endpoint", EndpointType="source")
     pg = src["PostgreSqlSettings"]
-    assert "Ref" in pg["SecretsManagerSecretId"] and "Fn::GetAtt" in pg["SecretsManagerAccessRoleArn"]
+    assert (
+        "Ref" in pg["SecretsManagerSecretId"] and "Fn::GetAtt" in pg["SecretsManagerAccessRoleArn"]
+    )
     assert "Password" not in src and "Username" not in src
     assert src["SslMode"] in ("require", "verify-ca", "verify-full")
     rot = synth.one("AWS::SecretsManager::RotationSchedule")
-    assert rot["RotationRules"]["ScheduleExpression"] == f"rate({synth.env.source.rotation_days} days)"
+    assert (
+        rot["RotationRules"]["ScheduleExpression"] == f"rate({synth.env.source.rotation_days} days)"
+    )
     assert "KmsKeyId" in synth.one("AWS::SecretsManager::Secret")
 
 
@@ -79,6 +101,7 @@ def test_replication_instance_is_private_and_encrypted(synth):
 
 # --- EMR Serverless, Glue, Athena, MWAA ----------------------------------------------------
 
+
 def test_emr_application(synth):
     app = synth.one("AWS::EMRServerless::Application")
     assert app["ReleaseLabel"] == emr_release()
@@ -86,13 +109,19 @@ def test_emr_application(synth):
     assert set(app["MaximumCapacity"]) == {"Cpu", "Memory", "Disk"}
     assert app["NetworkConfiguration"]["SubnetIds"] == list(synth.env.network.private_subnet_ids)
     s3mon = app["MonitoringConfiguration"]["S3MonitoringConfiguration"]
-    (logs_id,) = [k for k, v in synth.resources("AWS::S3::Bucket").items()
-                  if v["Properties"]["BucketName"] == synth.env.buckets.logs]
-    assert s3mon["LogUri"] == {"Fn::Join": ["", ["s3://", {"Ref": logs_id}, f"/{layout.EMR_LOGS_PREFIX}/"]]}
+    (logs_id,) = [
+        k
+        for k, v in synth.resources("AWS::S3::Bucket").items()
+        if v["Properties"]["BucketName"] == synth.env.buckets.logs
+    ]
+    assert s3mon["LogUri"] == {
+        "Fn::Join": ["", ["s3://", {"Ref": logs_id}, f"/{layout.EMR_LOGS_PREFIX}/"]]
+    }
     assert "EncryptionKeyArn" in s3mon
     props = app["RuntimeConfiguration"][0]["Properties"]
-    assert props["spark.jars"] == ("/usr/share/aws/delta/lib/delta-spark.jar,"
-                                   "/usr/share/aws/delta/lib/delta-storage.jar")
+    assert props["spark.jars"] == (
+        "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"
+    )
     assert props["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
 
 
@@ -116,14 +145,22 @@ def test_mwaa_is_private_with_logging_when_enabled(synth):
 
 # --- storage ---------------------------------------------------------------------------
 
+
 def test_buckets_are_encrypted_versioned_private_logged(synth):
-    buckets = {v["Properties"]["BucketName"]: v["Properties"] for v in synth.resources("AWS::S3::Bucket").values()}
+    buckets = {
+        v["Properties"]["BucketName"]: v["Properties"]
+        for v in synth.resources("AWS::S3::Bucket").values()
+    }
     b = synth.env.buckets
     assert set(buckets) == {b.raw, b.curated, b.artifacts, b.logs}
     for name, p in buckets.items():
         assert p["VersioningConfiguration"]["Status"] == "Enabled"
         assert p["PublicAccessBlockConfiguration"] == {
-            "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True}
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
         rule = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
         if name == b.logs:  # S3 delivers access logs only to SSE-S3 buckets
             assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
@@ -132,21 +169,34 @@ def test_buckets_are_encrypted_versioned_private_logged(synth):
             assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
             assert "KMSMasterKeyID" in rule["ServerSideEncryptionByDefault"]
             assert rule["BucketKeyEnabled"] is True
-            assert p["LoggingConfiguration"]["LogFilePrefix"] == f"{layout.ACCESS_LOGS_PREFIX}/{name}/"
+            assert (
+                p["LoggingConfiguration"]["LogFilePrefix"] == f"{layout.ACCESS_LOGS_PREFIX}/{name}/"
+            )
         assert p["LifecycleConfiguration"]["Rules"]
     raw_rules = buckets[b.raw]["LifecycleConfiguration"]["Rules"]
-    assert {"Id": "expire-raw-cdc", "Prefix": "dms/", "ExpirationInDays": synth.env.retention.raw_days,
-            "Status": "Enabled"} in raw_rules
-    assert any(r.get("ExpirationInDays") == synth.env.retention.logs_days
-               for r in buckets[b.logs]["LifecycleConfiguration"]["Rules"])
+    assert {
+        "Id": "expire-raw-cdc",
+        "Prefix": "dms/",
+        "ExpirationInDays": synth.env.retention.raw_days,
+        "Status": "Enabled",
+    } in raw_rules
+    assert any(
+        r.get("ExpirationInDays") == synth.env.retention.logs_days
+        for r in buckets[b.logs]["LifecycleConfiguration"]["Rules"]
+    )
 
 
 def test_every_bucket_policy_denies_plain_http(synth):
     policies = synth.resources("AWS::S3::BucketPolicy")
     assert len(policies) == 4
     for p in policies.values():
-        denies = [s for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
-        assert any(s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false" for s in denies)
+        denies = [
+            s for s in p["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"
+        ]
+        assert any(
+            s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") == "false"
+            for s in denies
+        )
 
 
 def test_kms_key_rotates(synth):
@@ -157,6 +207,7 @@ def test_kms_key_rotates(synth):
 
 
 # --- IAM -------------------------------------------------------------------------------
+
 
 def iam_statements(synth):
     """(resource id, statement) for every identity policy statement in the template."""
@@ -179,13 +230,18 @@ def test_every_role_has_the_permissions_boundary(synth):
 
 
 def test_pass_role_is_limited_by_passed_to_service(synth):
-    passes = [st for _, st in iam_statements(synth)
-              if st["Effect"] == "Allow" and "iam:PassRole" in as_list(st["Action"])]
+    passes = [
+        st
+        for _, st in iam_statements(synth)
+        if st["Effect"] == "Allow" and "iam:PassRole" in as_list(st["Action"])
+    ]
     assert passes
     for st in passes:
         if st.get("Sid") == "CeilingForPipelineRoles":
             continue  # the boundary only caps; the grant below carries the condition
-        assert st["Condition"]["StringEquals"]["iam:PassedToService"] == "emr-serverless.amazonaws.com"
+        assert (
+            st["Condition"]["StringEquals"]["iam:PassedToService"] == "emr-serverless.amazonaws.com"
+        )
         assert all("Fn::GetAtt" in r for r in as_list(st["Resource"]))
 
 
@@ -217,7 +273,9 @@ def test_no_wildcard_actions_or_resources_except_allow_listed(synth):
         if "*" in as_list(st.get("Resource", [])):
             assert st.get("Sid") in WILDCARD_ALLOW_LIST, (rid, st)
             seen.add(st["Sid"])
-    expected = set(WILDCARD_ALLOW_LIST) - ({"Ec2NetworkInterfaces"} if not synth.env.dms.create_service_roles else set())
+    expected = set(WILDCARD_ALLOW_LIST) - (
+        {"Ec2NetworkInterfaces"} if not synth.env.dms.create_service_roles else set()
+    )
     assert seen == expected, "allow-list entries that no longer apply should be removed"
 
 
@@ -230,18 +288,28 @@ def test_key_policy_wildcards_are_only_the_key_itself(synth):
 
 # --- monitoring ------------------------------------------------------------------------
 
+
 def test_alarms_cover_every_table_and_go_to_the_topic(synth):
     alarms = [a["Properties"] for a in synth.resources("AWS::CloudWatch::Alarm").values()]
     (topic_id,) = synth.resources("AWS::SNS::Topic")
     for a in alarms:
         assert a["AlarmActions"] == [{"Ref": topic_id}]
-    job = {(a["MetricName"], a["Dimensions"][0]["Value"]) for a in alarms if a.get("Namespace") == "CdcLake"}
-    assert job == {(m, t.qualified_name) for m in ("FreshnessSeconds", "QuarantinedRows", "TableRunFailed")
-                   for t in synth.cfg.tables}
+    job = {
+        (a["MetricName"], a["Dimensions"][0]["Value"])
+        for a in alarms
+        if a.get("Namespace") == "CdcLake"
+    }
+    assert job == {
+        (m, t.qualified_name)
+        for m in ("FreshnessSeconds", "QuarantinedRows", "TableRunFailed")
+        for t in synth.cfg.tables
+    }
     dms = {a["MetricName"] for a in alarms if a.get("Namespace") == "AWS/DMS"}
     assert dms == {"CDCLatencySource", "CDCLatencyTarget"}
     emr = [m["Expression"] for a in alarms for m in a.get("Metrics", []) if "Expression" in m]
-    assert any("FailedJobs" in json.dumps(e) for e in emr) and any("RunningJobs" in json.dumps(e) for e in emr)
+    assert any("FailedJobs" in json.dumps(e) for e in emr) and any(
+        "RunningJobs" in json.dumps(e) for e in emr
+    )
     sub = synth.one("AWS::DMS::EventSubscription")
     assert set(sub["EventCategories"]) == {"failure", "state change"}
     assert len(synth.resources("AWS::CloudWatch::Dashboard")) == 1
