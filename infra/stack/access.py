@@ -145,27 +145,33 @@ def log_prefix_arn(bucket: s3.IBucket) -> str:
 WILDCARD_REASONS: dict[str, str] = {
     "WriteRawCdcFiles": "DMS creates one object per table per minute under dms/<schema>/<table>/",
     "ReadRaw": "the job reads every raw CDC file under dms/",
-    "ReadJobAndConfig": "the job reads its entry script, package zip and config under jobs/ and conf/",
-    "WriteCurated": "the job rewrites Delta files and logs under lake/ (tables and _cdclake bookkeeping)",
+    "ReadJobAndConfig": "the job reads its entry script, package zip and config "
+    "under jobs/ and conf/",
+    "WriteCurated": "the job rewrites Delta files and logs under lake/ (tables "
+    "and _cdclake bookkeeping)",
     "WriteLogs": "EMR Serverless writes driver/executor logs under emr/<application>/<job run>/",
     "GlueTables": "the job manages the tables of its own Glue database (one per configured table)",
-    "GlueForAthena": "Athena DDL (Spectrum/Athena tables, partitions) in the pipeline's Glue database",
-    "JobMetrics": "cloudwatch:PutMetricData has no resource-level permissions; limited to namespace CdcLake",
+    "GlueForAthena": "Athena DDL (Spectrum/Athena tables, partitions) in the "
+    "pipeline's Glue database",
+    "JobMetrics": "cloudwatch:PutMetricData has no resource-level permissions; "
+    "limited to namespace CdcLake",
     "ReadDags": "MWAA syncs every file under dags/ (and the DAGs read conf/)",
     "AirflowLogs": "MWAA creates its log groups airflow-<environment>-* itself",
-    "CeleryQueues": "MWAA's Celery queues airflow-celery-* live in an AWS service account (AWS-documented policy)",
+    "CeleryQueues": "MWAA's Celery queues airflow-celery-* live in an AWS "
+    "service account (AWS-documented policy)",
     "AccountPublicAccessCheck": "s3:GetAccountPublicAccessBlock is account-level: AWS requires '*'",
     "DescribeLogGroups": "logs:DescribeLogGroups has no resource-level permissions",
-    "AirflowMetrics": "cloudwatch:PutMetricData has no resource-level permissions; limited to namespace AmazonMWAA",
+    "AirflowMetrics": "cloudwatch:PutMetricData has no resource-level permissions; "
+    "limited to namespace AmazonMWAA",
     "RunJob": "job runs of the one EMR Serverless application: applications/<id>/jobruns/*",
     "DescribeDmsTasks": "dms:DescribeReplicationTasks has no resource-level permissions",
     "AthenaReadsCurated": "Athena reads the Delta files under lake/ with the caller's credentials",
     "AthenaResults": "Athena writes one result object per query under athena-results/",
-    "Ec2NetworkInterfaces": "dms-vpc-role: EC2 Describe* and ENI creation have no resource-level permissions "
-    "(same as the AWS managed AmazonDMSVPCManagementRole)",
+    "Ec2NetworkInterfaces": "dms-vpc-role: EC2 Describe* and ENI creation have no "
+    "resource-level permissions (same as the AWS managed AmazonDMSVPCManagementRole)",
     "DmsTaskLogs": "DMS names its log groups dms-tasks-<instance> and creates the streams itself",
-    "CeilingForPipelineRoles": "permissions boundary: a ceiling that grants nothing by itself; it lists "
-    "exactly the actions the roles use, and the roles' own policies scope the resources",
+    "CeilingForPipelineRoles": "permissions boundary: a ceiling that grants nothing by itself; "
+    "it lists exactly the actions the roles use, and the roles' own policies scope the resources",
 }
 
 

@@ -112,7 +112,8 @@ class Monitoring(Construct):
                 f"Quarantined{cid_t}",
                 quarantined,
                 mon.quarantined_rows,
-                f"{t.qualified_name}: rows quarantined (see <curated_root>/_cdclake/.../quarantine)",
+                f"{t.qualified_name}: rows quarantined "
+                "(see <curated_root>/_cdclake/<schema>/<table>/quarantine)",
             )
             alarm(
                 f"RunFailed{cid_t}",
@@ -132,7 +133,7 @@ class Monitoring(Construct):
         def emr_query(metric: str, fn: str) -> cw.MathExpression:
             # CloudWatch Metrics Insights, not SQL; the id is the stack's own application.
             query = (
-                f'SELECT {fn}({metric}) FROM "AWS/EMRServerless" '  # nosec B608
+                f'SELECT {fn}({metric}) FROM "AWS/EMRServerless" '  # noqa: S608 # nosec B608
                 f"WHERE ApplicationId = '{emr_application_id}'"
             )
             return cw.MathExpression(

@@ -255,10 +255,16 @@ class PipelineStack(Stack):
                 ),
             ),
         )
-        athena_arn = f"arn:{Aws.PARTITION}:athena:{Aws.REGION}:{Aws.ACCOUNT_ID}:workgroup/{self.athena_wg_name}"
+        athena_arn = (
+            f"arn:{Aws.PARTITION}:athena:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+            f":workgroup/{self.athena_wg_name}"
+        )
 
         self.mwaa_name = env.resource_name("airflow")
-        mwaa_logs = f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}:log-group:airflow-{self.mwaa_name}-*"
+        mwaa_logs = (
+            f"arn:{Aws.PARTITION}:logs:{Aws.REGION}:{Aws.ACCOUNT_ID}"
+            f":log-group:airflow-{self.mwaa_name}-*"
+        )
         self.mwaa_role = access.role(
             self,
             "MwaaRole",
@@ -470,8 +476,8 @@ class PipelineStack(Stack):
         )
         iam.PermissionsBoundary.of(self).apply(self.boundary)
         why = (
-            "permissions boundary: a ceiling, grants nothing itself; it lists exactly the actions the "
-            "roles use, and the roles' own policies scope the resources"
+            "permissions boundary: a ceiling, grants nothing itself; it lists exactly the "
+            "actions the roles use, and the roles' own policies scope the resources"
         )
         access.acknowledge_wildcards(self)
         for c in ("CKV_AWS_111", "CKV_AWS_109", "CKV_AWS_108"):

@@ -253,13 +253,17 @@ def test_job_metrics_are_limited_to_the_cdclake_namespace(synth):
 # Every Allow statement whose Action or Resource is a full wildcard, by Sid, and why AWS
 # requires it. Anything not listed here fails the test.
 WILDCARD_ALLOW_LIST = {
-    "JobMetrics": "cloudwatch:PutMetricData has no resource-level permissions (namespace condition)",
-    "AirflowMetrics": "cloudwatch:PutMetricData has no resource-level permissions (namespace condition)",
+    "JobMetrics": "cloudwatch:PutMetricData has no resource-level permissions "
+    "(namespace condition)",
+    "AirflowMetrics": "cloudwatch:PutMetricData has no resource-level permissions "
+    "(namespace condition)",
     "AccountPublicAccessCheck": "s3:GetAccountPublicAccessBlock is account-level (MWAA checks it)",
     "DescribeLogGroups": "logs:DescribeLogGroups has no resource-level permissions (MWAA)",
     "DescribeDmsTasks": "dms:DescribeReplicationTasks has no resource-level permissions",
-    "Ec2NetworkInterfaces": "dms-vpc-role: EC2 Describe* / ENI creation have no resource-level permissions",
-    "CeilingForPipelineRoles": "permissions boundary: grants nothing; caps the roles to the actions they use",
+    "Ec2NetworkInterfaces": "dms-vpc-role: EC2 Describe* / ENI creation have no "
+    "resource-level permissions",
+    "CeilingForPipelineRoles": "permissions boundary: grants nothing; caps the roles to the "
+    "actions they use",
 }
 
 
