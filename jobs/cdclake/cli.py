@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if args.until or args.since:
             raise UsageError("--until/--since only apply to --load incremental")
         args.window = None
-    args.table_names = [t for t in (args.tables or "").split(",") if t.strip()]
+    args.table_names = [t.strip() for t in (args.tables or "").split(",") if t.strip()]
     return args
 
 

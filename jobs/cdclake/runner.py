@@ -21,10 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdclake.config import PipelineConfig, TableConfig
+from cdclake.config import BOOKKEEPING_PREFIX, PipelineConfig, TableConfig
 from cdclake.layout import CDC, LOAD, RawFile, Window, as_utc
 from cdclake.schema import SchemaPlan, plan_schema
-from cdclake.state import TableState
+from cdclake.session import LAKE_TABLE_PROPERTIES
+from cdclake.state import Ledger, TableState
 from cdclake.storage import diagnose, list_raw_files, read_raw
 from cdclake.transforms import (
     BOOKKEEPING_COLUMNS,
@@ -97,23 +98,24 @@ class TableRun:
     # ---- entry points -------------------------------------------------------------------
     def full(self) -> dict:
         rec = new_record(self.run_id, self.table, "full", None)
-        t0 = time.monotonic()
-        exists = self._check_existing()
+        clock = _Clock(rec)
+        exists = self._check_existing(self.state.ledger())
         files = [f for f in self._list() if f.kind == LOAD]
         if not files:
             where = self.cfg.raw_location(self.table)
             raise TableRunError(f"{self.table.qualified_name}: no LOAD files under {where}")
         self._describe_files(rec, files)
-        changes = normalize_changes(
-            read_raw(self.spark, files), self.table, self.cfg.dms, kind=LOAD
-        )
+        clock.lap("list")
+        raw = read_raw(self.spark, files)
+        changes = normalize_changes(raw, self.table, self.cfg.dms, kind=LOAD)
         with _persisted(changes) as changes:
             stats = self._batch_stats(changes, files, rec)
+            clock.lap("read")
             good, bad = split_valid(changes)
             winners = latest_per_key(good, self.keys)
             if exists:
-                # A delete committed after the load started (a cached change) beats the
-                # snapshot row even though the ledger of the previous generation applied it.
+                # A delete committed after the load started (a cached change) that an earlier
+                # generation already applied beats the snapshot row.
                 tombs = self.state.tombstones(_key_schema(good, self.keys))
                 newer_tombs = (
                     tombs.alias("d")
@@ -121,12 +123,17 @@ class TableRun:
                     .where(order_key("d.") > order_key("w."))
                     .select(*self.keys)
                 )
+                rec["stale_skipped"] = newer_tombs.count()
                 winners = winners.join(newer_tombs, self.keys, "left_anti")
             rows = winners.select(*_data_columns(winners), *BOOKKEEPING_COLUMNS)
-            watermark = stats["min_ts"]
+            clock.lap("dedupe")
+            if rec["quarantined"]:
+                self.state.quarantine(bad, self.run_id)
             # Recorded before the data: if the overwrite then fails, incremental runs re-apply
             # changes newer than the load to the old table, which the sequence guard makes safe.
-            self.state.record_full_load(self.run_id, watermark, self.run_id)
+            self.state.record_full_load(self.run_id, stats["min_ts"], self.run_id)
+            if not exists:
+                self._create_table(rows.schema)
             with self._commit_metadata(len(files)):
                 (
                     rows.write.format("delta")
@@ -135,71 +142,80 @@ class TableRun:
                     .partitionBy(*self.parts)
                     .save(self.path)
                 )
-            self._check_table_properties()
             version, metrics = self._last_commit()
             rec["rows_inserted"] = int(metrics.get("numOutputRows", 0))
             rec["delta_version"] = version
-            if rec["quarantined"]:
-                self.state.quarantine(bad, self.run_id)
+            rec["duplicates_collapsed"] = (
+                stats["valid"] - rec["rows_inserted"] - rec["stale_skipped"]
+            )
+            clock.lap("merge")
         self.state.record_files(self.run_id, files, self.run_id, version)
+        clock.lap("ledger")
         rec["status"] = "succeeded"
-        rec["duration_s"] = round(time.monotonic() - t0, 3)
-        return rec
+        return clock.done()
 
     def incremental(self, window: Window) -> dict:
         rec = new_record(self.run_id, self.table, "incremental", window)
-        t0 = time.monotonic()
-        exists = self._check_existing()
-        generation, watermark = self.state.generation()
-        applied = self.state.applied_files(generation)
-        files = window.select(self._list(), applied, floor=watermark)
+        clock = _Clock(rec)
+        ledger = self.state.ledger()
+        exists = self._check_existing(ledger)
+        generation, watermark = ledger.generation, ledger.watermark
+        files = window.select(self._list(), ledger.applied, floor=watermark)
         self._describe_files(rec, files)
+        clock.lap("list")
         if not files:
             rec["status"] = "noop"
-            rec["duration_s"] = round(time.monotonic() - t0, 3)
-            return rec
-        changes = normalize_changes(read_raw(self.spark, files), self.table, self.cfg.dms, kind=CDC)
+            return clock.done()
+        raw = read_raw(self.spark, files)
+        changes = normalize_changes(raw, self.table, self.cfg.dms, kind=CDC)
         with _persisted(changes) as changes:
-            self._batch_stats(changes, files, rec)
+            stats = self._batch_stats(changes, files, rec)
+            clock.lap("read")
             good, bad = split_valid(changes)
             good = self._fit_schema(good, exists)
             winners = latest_per_key(good, self.keys)
-            current = self._current_rows(winners) if exists else None
+            if exists:
+                current = self._current_rows(winners, stats["key_range"])
+            else:
+                schema = _target_lookup_schema(good, self.keys, self.parts)
+                current = self.spark.createDataFrame([], schema)
             tombs = self.state.tombstones(_key_schema(good, self.keys)).join(
                 winners.select(*self.keys), self.keys, "left_semi"
             )
-            if current is None:
-                current = self.spark.createDataFrame(
-                    [], _target_lookup_schema(good, self.keys, self.parts)
-                )
             classified = classify_against_target(
                 winners, current, tombs, self.keys, self.parts, watermark
             )
             with _persisted(classified) as classified:
-                counts, part_values, key_range = self._plan(classified)
+                plan = self._plan(classified)
+                counts = plan["counts"]
                 rec["stale_skipped"] = counts.get(STALE, 0)
                 rec["deletes_of_absent_keys"] = counts.get(DELETE_ABSENT, 0)
+                rec["duplicates_collapsed"] = stats["valid"] - sum(counts.values())
+                clock.lap("dedupe")
                 if rec["quarantined"]:
                     self.state.quarantine(bad, self.run_id)
-                version = None
+                # Tombstones go first: the data MERGE below changes the target, after which
+                # Spark may recompute `classified` against the new state. A crash between the
+                # two is safe: a delete equal to its tombstone is still applied on rerun.
+                deletes = counts.get(DELETE, 0) + counts.get(DELETE_ABSENT, 0)
+                if deletes or plan["tombstone_hits"]:
+                    live = classified.where(F.col("_cdc_status") != STALE)
+                    self.state.apply_tombstones(live, self.keys)
+                clock.lap("tombstones")
                 if any(counts.get(s, 0) for s in EFFECTIVE):
-                    version = self._merge(classified, exists, part_values, key_range, len(files))
-                    _, metrics = self._last_commit()
+                    self._merge(classified, exists, plan, len(files))
+                    version, metrics = self._last_commit()
                     rec["rows_inserted"] = int(metrics.get("numTargetRowsInserted", 0))
                     rec["rows_updated"] = int(metrics.get("numTargetRowsUpdated", 0))
                     rec["rows_deleted"] = int(metrics.get("numTargetRowsDeleted", 0))
+                    rec["delta_version"] = version
                 elif exists:
-                    version = (
-                        DeltaTable.forPath(self.spark, self.path).history(1).first()["version"]
-                    )
-                rec["delta_version"] = version
-                live = classified.where(F.col("_cdc_status") != STALE)
-                if counts.get(DELETE, 0) or counts.get(DELETE_ABSENT, 0) or self._has_tombstones():
-                    self.state.apply_tombstones(live, self.keys)
+                    rec["delta_version"] = self._last_commit()[0]
+                clock.lap("merge")
         self.state.record_files(generation, files, self.run_id, rec["delta_version"])
+        clock.lap("ledger")
         rec["status"] = "succeeded"
-        rec["duration_s"] = round(time.monotonic() - t0, 3)
-        return rec
+        return clock.done()
 
     # ---- steps --------------------------------------------------------------------------
     def _list(self) -> list[RawFile]:
@@ -211,6 +227,7 @@ class TableRun:
 
     def _batch_stats(self, changes: DataFrame, files: Sequence[RawFile], rec: dict) -> dict:
         """One pass over the batch (which also proves every file is readable)."""
+        k0 = self.keys[0]
         try:
             rows = (
                 changes.groupBy(REASON, OP)
@@ -218,6 +235,8 @@ class TableRun:
                     F.count(F.lit(1)).alias("n"),
                     F.max(COMMIT_TS).alias("max_ts"),
                     F.min(COMMIT_TS).alias("min_ts"),
+                    F.min(k0).alias("min_key"),
+                    F.max(k0).alias("max_key"),
                 )
                 .collect()
             )
@@ -230,9 +249,6 @@ class TableRun:
             by_op[r[OP] or "null"] = by_op.get(r[OP] or "null", 0) + r["n"]
         rec["records_by_op"] = by_op
         rec["quarantined"] = sum(r["n"] for r in rows if r[REASON] is not None)
-        max_ts = as_utc(max((r["max_ts"] for r in good if r["max_ts"]), default=None))
-        rec["newest_change_ts"] = max_ts
-        valid = sum(r["n"] for r in good)
         if rec["quarantined"]:
             log.warning(
                 "%s: %d row(s) quarantined (%s)",
@@ -240,14 +256,15 @@ class TableRun:
                 rec["quarantined"],
                 ", ".join(sorted({r[REASON] for r in rows if r[REASON]})),
             )
-        stats = {
-            "valid": valid,
-            "min_ts": as_utc(min((r["min_ts"] for r in good if r["min_ts"]), default=None)),
+        rec["newest_change_ts"] = as_utc(max((r["max_ts"] for r in good), default=None))
+        return {
+            "valid": sum(r["n"] for r in good),
+            "min_ts": as_utc(min((r["min_ts"] for r in good), default=None)),
+            "key_range": (
+                min((r["min_key"] for r in good), default=None),
+                max((r["max_key"] for r in good), default=None),
+            ),
         }
-        # Winners are one per key; the rest collapsed into them.
-        keys_count = changes.where(F.col(REASON).isNull()).select(*self.keys).distinct().count()
-        rec["duplicates_collapsed"] = valid - keys_count
-        return stats
 
     def _fit_schema(self, good: DataFrame, exists: bool) -> DataFrame:
         incoming = T.StructType(
@@ -277,61 +294,57 @@ class TableRun:
             )
         return good
 
-    def _current_rows(self, winners: DataFrame) -> DataFrame:
+    def _current_rows(self, winners: DataFrame, key_range: tuple) -> DataFrame:
         """The live target rows of the batch's keys (where they are today).
 
         The first key's min/max lets Delta skip files by their statistics before the join.
         """
         k0 = self.keys[0]
-        lo, hi = winners.agg(F.min(k0), F.max(k0)).first()  # type: ignore[misc]
         target = self.spark.read.format("delta").load(self.path)
-        return (
-            target.where(F.col(k0).between(lo, hi))
-            .select(*self.keys, *self.parts, *ORDER_COLUMNS)
-            .join(winners.select(*self.keys), self.keys, "left_semi")
+        if key_range[0] is not None:
+            target = target.where(F.col(k0).between(F.lit(key_range[0]), F.lit(key_range[1])))
+        return target.select(*self.keys, *self.parts, *ORDER_COLUMNS).join(
+            winners.select(*self.keys), self.keys, "left_semi"
         )
 
-    def _plan(self, classified: DataFrame) -> tuple[dict[str, int], list[tuple], tuple | None]:
-        counts = {
-            r["_cdc_status"]: r["count"]
-            for r in classified.groupBy("_cdc_status").count().collect()
-        }
+    def _plan(self, classified: DataFrame) -> dict:
+        """Status counts, the partitions the MERGE may touch and the key range it covers."""
+        k0 = self.keys[0]
+        status = F.col("_cdc_status")
+        effective = status.isin(*EFFECTIVE)
+        rows = (
+            classified.groupBy(status)
+            .agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum(F.col("_cdc_has_tombstone").cast("int")).alias("tombstone_hits"),
+                F.min(F.when(effective, F.col(k0))).alias("lo"),
+                F.max(F.when(effective, F.col(k0))).alias("hi"),
+            )
+            .collect()
+        )
+        los = [r["lo"] for r in rows if r["lo"] is not None]
+        his = [r["hi"] for r in rows if r["hi"] is not None]
         part_values: list[tuple] = []
-        if self.parts:
-            status = F.col("_cdc_status")
+        if self.parts and any(r["_cdc_status"] in EFFECTIVE for r in rows):
+            # Where matched keys live today, and where upserts will put them.
             where_now = classified.where(status.isin(UPDATE, DELETE)).select(
                 *(F.col(f"_cdc_t_{p}").alias(p) for p in self.parts)
             )
             where_next = classified.where(status.isin(INSERT, UPDATE)).select(*self.parts)
             part_values = [tuple(r) for r in where_now.union(where_next).distinct().collect()]
-        k0 = self.keys[0]
-        rng = (
-            classified.where(F.col("_cdc_status").isin(*EFFECTIVE))
-            .agg(F.min(k0), F.max(k0))
-            .first()
-        )
-        return counts, part_values, (tuple(rng) if rng else None)
+        return {
+            "counts": {r["_cdc_status"]: r["n"] for r in rows},
+            "tombstone_hits": sum(r["tombstone_hits"] or 0 for r in rows),
+            "partitions": part_values,
+            "key_range": (min(los), max(his)) if los else None,
+        }
 
-    def _merge(
-        self,
-        classified: DataFrame,
-        exists: bool,
-        part_values: list[tuple],
-        key_range: tuple | None,
-        n_files: int,
-    ) -> int:
+    def _merge(self, classified: DataFrame, exists: bool, plan: dict, n_files: int) -> None:
         source = classified.where(F.col("_cdc_status").isin(*EFFECTIVE))
         source = source.select(*_data_columns(source), *BOOKKEEPING_COLUMNS)
         if not exists:
-            (
-                DeltaTable.createIfNotExists(self.spark)
-                .location(self.path)
-                .addColumns(source.schema)
-                .partitionedBy(*self.parts)
-                .execute()
-            )
-            self._check_table_properties()
-        cond = merge_condition(self.keys, self.parts, part_values, key_range)
+            self._create_table(source.schema)
+        cond = merge_condition(self.keys, self.parts, plan["partitions"], plan["key_range"])
         newer = newer_than_target()
         is_delete = F.col(f"s.{OP}") == "D"
         with self._commit_metadata(n_files):
@@ -344,15 +357,24 @@ class TableRun:
                 .whenNotMatchedInsertAll(condition=~is_delete)
                 .execute()
             )
-        version, _ = self._last_commit()
-        return version
+
+    def _create_table(self, schema: T.StructType) -> None:
+        builder = (
+            DeltaTable.createIfNotExists(self.spark)
+            .location(self.path)
+            .addColumns(schema)
+            .partitionedBy(*self.parts)
+        )
+        for key, value in LAKE_TABLE_PROPERTIES.items():
+            builder = builder.property(key, value)
+        builder.execute()
 
     # ---- table checks and helpers ---------------------------------------------------------
-    def _check_existing(self) -> bool:
+    def _check_existing(self, ledger: Ledger) -> bool:
         if not DeltaTable.isDeltaTable(self.spark, self.path):
             return False
         self._check_table_properties()
-        self._repair_manifest()
+        self._repair_manifest(ledger)
         return True
 
     def _check_table_properties(self) -> None:
@@ -371,12 +393,15 @@ class TableRun:
                 "Redshift Spectrum's symlink manifest needs both off"
             )
         if props.get("delta.compatibility.symlinkFormatManifest.enabled", "false") != "true":
+            # A table created by an older version or by hand: turn manifests on (and build
+            # them once, as Delta only maintains them from the next commit on).
             self.spark.sql(
                 f"ALTER TABLE delta.`{self.path}` SET TBLPROPERTIES "
                 "('delta.compatibility.symlinkFormatManifest.enabled' = 'true')"
             )
+            DeltaTable.forPath(self.spark, self.path).generate("symlink_format_manifest")
 
-    def _repair_manifest(self) -> None:
+    def _repair_manifest(self, ledger: Ledger) -> None:
         """If the last data commit was ours but its run never reached the ledger, the process
         may have died before Delta refreshed the manifest: regenerate it."""
         last = DeltaTable.forPath(self.spark, self.path).history(1).first()
@@ -385,7 +410,7 @@ class TableRun:
         except ValueError:
             return
         run = meta.get("cdclake_run") if isinstance(meta, dict) else None
-        if run and not self.state.run_recorded(run):
+        if run and run not in ledger.finished_runs:
             log.warning(
                 "%s: previous run %s committed version %s but did not finish; "
                 "regenerating the symlink manifest",
@@ -412,6 +437,24 @@ class TableRun:
         return int(row["version"]), dict(row["operationMetrics"] or {})
 
 
+class _Clock:
+    """Wall time per step, recorded in the audit record (``timings``)."""
+
+    def __init__(self, rec: dict) -> None:
+        self.rec, self.t0 = rec, time.monotonic()
+        self.last = self.t0
+        rec["timings"] = {}
+
+    def lap(self, step: str) -> None:
+        now = time.monotonic()
+        self.rec["timings"][step] = round(now - self.last, 3)
+        self.last = now
+
+    def done(self) -> dict:
+        self.rec["duration_s"] = round(time.monotonic() - self.t0, 3)
+        return self.rec
+
+
 @contextmanager
 def _persisted(df: DataFrame):
     df = df.persist(StorageLevel.MEMORY_AND_DISK)
@@ -422,8 +465,9 @@ def _persisted(df: DataFrame):
 
 
 def _data_columns(df: DataFrame) -> list[str]:
-    skip = {*BOOKKEEPING_COLUMNS, REASON, "_cdc_record", "_cdc_status"}
-    return [c for c in df.columns if c not in skip and not c.startswith("_cdc_t_")]
+    """The source's columns (no source column may start with ``_cdc_``: config and input
+    checks enforce it), so working columns can never leak into the table."""
+    return [c for c in df.columns if not c.startswith(BOOKKEEPING_PREFIX)]
 
 
 def _key_schema(df: DataFrame, keys: Sequence[str]) -> T.StructType:

@@ -14,6 +14,7 @@ between any two of them followed by a rerun converges to the same state.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from delta.tables import DeltaTable
@@ -74,6 +75,7 @@ AUDIT_SCHEMA = T.StructType(
         T.StructField("delta_version", T.LongType(), True),
         T.StructField("newest_change_ts", T.TimestampType(), True),
         T.StructField("error", T.StringType(), True),
+        T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), True),
     ]
 )
 
@@ -87,6 +89,14 @@ def read_delta(spark: SparkSession, path: str, schema: T.StructType | None = Non
     return spark.createDataFrame([], schema)
 
 
+@dataclass(frozen=True)
+class Ledger:
+    generation: str | None
+    watermark: datetime | None
+    applied: set[str]
+    finished_runs: set[str]
+
+
 class TableState:
     """The bookkeeping of one lake table."""
 
@@ -97,35 +107,26 @@ class TableState:
         self.quarantine_path = cfg.state_location(table, "quarantine")
 
     # ---- ledger -------------------------------------------------------------------------
-    def generation(self) -> tuple[str | None, datetime | None]:
-        """The current full-load generation and its watermark (None before any full load)."""
+    def ledger(self) -> Ledger:
+        """What the ledger says, in one read: the current full-load generation and its
+        watermark, the CDC files applied in that generation, and the runs that finished."""
         rows = (
             read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
-            .where(F.col("kind") == "full_load")
-            .orderBy(F.col("recorded_at").desc())
-            .select("generation", "watermark")
-            .limit(1)
+            .select("generation", "kind", "file", "watermark", "run_id", "recorded_at")
             .collect()
         )
-        if not rows:
-            return None, None
-        return rows[0]["generation"], as_utc(rows[0]["watermark"])
-
-    def applied_files(self, generation: str | None) -> set[str]:
-        # Before any full load the generation is recorded as the empty string.
-        gen = F.col("generation") == (generation or "")
-        rows = (
-            read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
-            .where(gen & (F.col("kind") == "cdc"))
-            .select("file")
-            .distinct()
-            .collect()
+        loads = sorted(
+            (r for r in rows if r["kind"] == "full_load"), key=lambda r: r["recorded_at"]
         )
-        return {r["file"] for r in rows}
-
-    def run_recorded(self, run_id: str) -> bool:
-        df = read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
-        return bool(df.where(F.col("run_id") == run_id).limit(1).collect())
+        generation = loads[-1]["generation"] if loads else ""
+        return Ledger(
+            generation=generation or None,
+            watermark=as_utc(loads[-1]["watermark"]) if loads else None,
+            applied={
+                r["file"] for r in rows if r["kind"] == "cdc" and r["generation"] == generation
+            },
+            finished_runs={r["run_id"] for r in rows if r["kind"] != "full_load"},
+        )
 
     def record_full_load(self, generation: str, watermark: datetime | None, run_id: str) -> None:
         now = datetime.now().astimezone()

@@ -178,8 +178,10 @@ def classify_against_target(
     d = tombstones.select(*keys, order_key().alias("_cdc_d_order"))
     joined = winners.join(t, list(keys), "left").join(d, list(keys), "left")
     newer = order_key()
+    # A tombstone equal to the change is that same delete, recorded before the data commit
+    # of a run that then crashed: the delete must still be applied, hence the strict ">".
     stale = (F.col("_cdc_t_order").isNotNull() & (F.col("_cdc_t_order") >= newer)) | (
-        F.col("_cdc_d_order").isNotNull() & (F.col("_cdc_d_order") >= newer)
+        F.col("_cdc_d_order").isNotNull() & (F.col("_cdc_d_order") > newer)
     )
     if watermark is not None:
         stale = stale | (F.col(COMMIT_TS) < F.lit(watermark))
@@ -191,7 +193,12 @@ def classify_against_target(
         .when(exists, F.lit(UPDATE))
         .otherwise(F.lit(INSERT))
     )
-    return joined.withColumn("_cdc_status", status).drop("_cdc_t_order", "_cdc_d_order")
+    keep = [c for c in joined.columns if c not in ("_cdc_t_order", "_cdc_d_order")]
+    return joined.select(
+        *keep,
+        status.alias("_cdc_status"),
+        F.col("_cdc_d_order").isNotNull().alias("_cdc_has_tombstone"),
+    )
 
 
 def merge_condition(
