@@ -148,7 +148,19 @@ def join_uri(root: str, *parts: str) -> str:
 
 
 def load_config(path: str | Path) -> PipelineConfig:
-    """Read and validate the pipeline config file. Raises a :class:`ConfigError` subclass."""
+    """Read and validate the pipeline config file. Raises a :class:`ConfigError` subclass.
+
+    ``path`` is a local path or an ``s3://bucket/key`` URI (how the job is started on EMR
+    Serverless); an S3 config's roots must be URIs, as there is no folder to resolve a
+    relative root against.
+    """
+    if isinstance(path, str) and _S3_URI_PREFIX.match(path):
+        text = _read_s3_text(path)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigSyntaxError(f"{path}: not valid YAML: {exc}") from exc
+        return parse_config(data, source=path, relative_roots=False)
     p = Path(path)
     if not p.is_file():
         raise ConfigFileNotFoundError(f"pipeline config not found: {p}")
@@ -159,10 +171,54 @@ def load_config(path: str | Path) -> PipelineConfig:
     return parse_config(data, base_dir=p.resolve().parent, source=str(p))
 
 
+_S3_URI_PREFIX = re.compile(r"^s3a?://", re.IGNORECASE)
+_S3_OBJECT_URI = re.compile(r"^s3a?://([^/]+)/(.*[^/])$", re.IGNORECASE)
+
+
+def _read_s3_text(uri: str) -> str:
+    """The text of an S3 object, fetched with boto3 (default credential chain and region;
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` are honoured by boto3 itself)."""
+    m = _S3_OBJECT_URI.match(uri)
+    if not m:
+        raise ConfigFileNotFoundError(
+            f"pipeline config URI '{uri}' does not name an object (use s3://bucket/key)"
+        )
+    bucket, key = m.groups()
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        body = boto3.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("NoSuchKey", "NoSuchBucket", "404"):
+            raise ConfigFileNotFoundError(f"pipeline config not found: {uri} ({code})") from exc
+        hint = (
+            " (without s3:ListBucket on the bucket a missing object also reads as AccessDenied)"
+            if code == "AccessDenied"
+            else ""
+        )
+        raise ConfigError(f"cannot read pipeline config {uri}: {code or exc}{hint}") from exc
+    except BotoCoreError as exc:
+        raise ConfigError(f"cannot read pipeline config {uri}: {exc}") from exc
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigSyntaxError(f"{uri}: not UTF-8 text: {exc}") from exc
+
+
 def parse_config(
-    data: Any, base_dir: Path | None = None, source: str = "<config>"
+    data: Any,
+    base_dir: Path | None = None,
+    source: str = "<config>",
+    *,
+    relative_roots: bool = True,
 ) -> PipelineConfig:
-    """Validate an already-parsed mapping (the YAML document)."""
+    """Validate an already-parsed mapping (the YAML document).
+
+    Relative roots are resolved against ``base_dir`` (default: the working directory), or
+    rejected when ``relative_roots`` is false (a config read from S3).
+    """
     if not isinstance(data, Mapping):
         raise ConfigSyntaxError(f"{source}: the top level must be a mapping of settings")
     r = _Reader(data, source)
@@ -170,9 +226,9 @@ def parse_config(
     version = r.get("version", int, default=1)
     if version != 1:
         raise InvalidSettingError(f"{source}: version: unsupported config version {version}")
-    base = base_dir or Path.cwd()
-    raw_root = _resolve_root(r.get("raw_root", str), base)
-    curated_root = _resolve_root(r.get("curated_root", str), base)
+    base = (base_dir or Path.cwd()) if relative_roots else None
+    raw_root = _resolve_root(r.get("raw_root", str), base, f"{source}: raw_root")
+    curated_root = _resolve_root(r.get("curated_root", str), base, f"{source}: curated_root")
     if raw_root.rstrip("/") == curated_root.rstrip("/"):
         raise InvalidSettingError(f"{source}: raw_root and curated_root must differ")
     glue_database = r.get("glue_database", str, default="cdc_lake")
@@ -196,13 +252,20 @@ def parse_config(
     )
 
 
-def _resolve_root(value: str, base: Path) -> str:
+def _resolve_root(value: str, base: Path | None, where: str = "root") -> str:
     if re.match(r"^[a-z][a-z0-9+.-]*://", value):
         if not re.match(r"^(s3|s3a|file)://", value):
             raise InvalidSettingError(
                 f"unsupported storage scheme in '{value}' (use s3:// or a path)"
             )
         return value.rstrip("/")
+    if base is None:
+        if not Path(value).is_absolute():
+            raise InvalidSettingError(
+                f"{where}: '{value}' is a relative path, and a config read from S3 has no "
+                "folder to resolve it against (use s3://bucket/prefix)"
+            )
+        return str(Path(value).resolve())
     return str((base / value).resolve())
 
 
