@@ -61,8 +61,12 @@ class DmsTable:
         self._counter += 1
         name = f"LOAD{(number or self._counter):08X}.parquet"
         extra: dict[str, pa.DataType] = {"Op": pa.string()} if with_op else {}
-        extra |= {TS: pa.string(), SEQ: pa.string()}
-        full = [({"Op": "I"} if with_op else {}) | {TS: ts, SEQ: ""} | r for r in rows]
+        seq = self.cfg.dms.change_sequence_column
+        extra |= {TS: pa.string()} | ({seq: pa.string()} if seq else {})
+        full = [
+            ({"Op": "I"} if with_op else {}) | {TS: ts} | ({seq: ""} if seq else {}) | r
+            for r in rows
+        ]
         return self._write(self.folder / name, full, extra)
 
     def cdc(self, hour: str, changes: list[dict], name: str | None = None) -> Path:
@@ -72,12 +76,16 @@ class DmsTable:
         if name is None:
             self._counter += 1
             name = f"{h:%Y%m%d-%H}{self._counter:04d}00000.parquet"
+        seq = self.cfg.dms.change_sequence_column
         rows = []
         for c in changes:
             c = dict(c)
-            row = {"Op": c.pop("Op"), TS: c.pop("ts"), SEQ: c.pop("seq", None)}
+            row = {"Op": c.pop("Op"), TS: c.pop("ts")}
+            value = c.pop("seq", None)
+            if seq:
+                row[seq] = value
             rows.append(row | c)
-        extra = {"Op": pa.string(), TS: pa.string(), SEQ: pa.string()}
+        extra = {"Op": pa.string(), TS: pa.string()} | ({seq: pa.string()} if seq else {})
         folder = self.folder / hour_folder(h, self.cfg.dms)
         return self._write(folder / name, rows, extra)
 

@@ -29,7 +29,7 @@ class Lake:
         ]
         self.cfg = make_config(root, tables, **dms)
         self.name = f"{tables[0]['schema']}.{tables[0]['name']}"
-        self.w = DmsTable(self.cfg, self.name, schema or SCHEMA)
+        self.w = DmsTable(self.cfg, self.name, dict(schema or SCHEMA))
         self.summary_path = root / "summary.json"
 
     @property

@@ -23,6 +23,8 @@ HOURS = {
         {"Op": "I", "ts": ts(2, hour=12), "seq": "22", "id": 4, "p": "b", "v": "h12"},
     ],
 }
+
+
 def write(lake, hour):
     """Same file name for an hour in every lake, as DMS would have written it once."""
     name = f"{hour[:10].replace('-', '')}-{hour[11:]}0500000.parquet"
@@ -87,7 +89,7 @@ def test_duplicate_delivery_in_a_new_file_changes_nothing(spark, tmp_path):
     assert_df_equality(lake.df(True).select(cols), before.select(cols), ignore_row_order=True)
 
 
-class Crash(Exception):
+class CrashError(Exception):
     pass
 
 
@@ -108,12 +110,12 @@ def test_crash_then_rerun_reaches_the_same_state(spark, tmp_path, monkeypatch, o
         lake.w.cdc(hour, changes)
 
     def crash(*args, **kwargs):
-        raise Crash(step)
+        raise CrashError(step)
 
     monkeypatch.setattr(owner, step, crash)
     assert lake.run("--load", "incremental", "--until", "2026-11-22T13") == 1
     assert lake.last_summary()["status"] == "failed"
-    assert "Crash" in lake.last_summary()["error"]
+    assert "CrashError" in lake.last_summary()["error"]
     monkeypatch.undo()
     rec = lake.inc("2026-11-22T13")
     assert rec["files"] == 3  # nothing was ledgered, everything is re-read
