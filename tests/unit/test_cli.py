@@ -8,8 +8,7 @@ from cdclake.cli import EXIT_USAGE, main, parse_args
 def write_cfg(tmp_path):
     p = tmp_path / "pipeline.yaml"
     p.write_text(
-        "raw_root: raw\ncurated_root: cur\n"
-        "tables:\n  - {schema: s, name: t, primary_key: [id]}\n"
+        "raw_root: raw\ncurated_root: cur\ntables:\n  - {schema: s, name: t, primary_key: [id]}\n"
     )
     return str(p)
 
@@ -27,7 +26,10 @@ class Boom:
         (["--load", "incremental"], "needs --until"),
         (["--load", "incremental", "--until", "2026-11-22T11:30"], "whole hour"),
         (["--load", "incremental", "--until", "soon"], "not a time"),
-        (["--load", "incremental", "--until", "2026-11-22T11", "--since", "2026-11-22T12"], "before"),
+        (
+            ["--load", "incremental", "--until", "2026-11-22T11", "--since", "2026-11-22T12"],
+            "before",
+        ),
         (["--load", "full", "--until", "2026-11-22T11"], "only apply"),
         (["--load", "sideways"], "invalid choice"),
         (["--load", "full", "--tables", "s.nope"], "not configured"),
@@ -41,12 +43,26 @@ def test_usage_errors_exit_2_with_message(tmp_path, capsys, args, text):
 
 
 def test_missing_config_exits_2(tmp_path, capsys):
-    assert main(["--config", str(tmp_path / "x.yaml"), "--load", "full"], spark=Boom()) == EXIT_USAGE
+    assert (
+        main(["--config", str(tmp_path / "x.yaml"), "--load", "full"], spark=Boom()) == EXIT_USAGE
+    )
     assert "not found" in capsys.readouterr().err
 
 
 def test_parse_args_builds_window():
-    a = parse_args(["--config", "c", "--load", "incremental", "--until", "2026-11-22T11",
-                    "--since", "2026-11-22T08", "--tables", "a.b, c.d"])
+    a = parse_args(
+        [
+            "--config",
+            "c",
+            "--load",
+            "incremental",
+            "--until",
+            "2026-11-22T11",
+            "--since",
+            "2026-11-22T08",
+            "--tables",
+            "a.b, c.d",
+        ]
+    )
     assert (a.window.since.hour, a.window.until.hour) == (8, 11)
     assert a.table_names == ["a.b", "c.d"]

@@ -57,9 +57,17 @@ def test_defaults_and_s3_roots_are_kept():
         ({"curated_root": "raw"}, InvalidSettingError, "must differ"),
         ({"raw_root": "gs://b/x"}, InvalidSettingError, "scheme"),
         ({"tables": [{"schema": "s", "name": "t"}]}, MissingSettingError, "primary_key"),
-        ({"tables": [{"schema": "s", "name": "t", "primary_key": []}]}, InvalidSettingError, "at least"),
         (
-            {"tables": [{"schema": "s", "name": "t", "primary_key": ["id"], "drop_columns": ["id"]}]},
+            {"tables": [{"schema": "s", "name": "t", "primary_key": []}]},
+            InvalidSettingError,
+            "at least",
+        ),
+        (
+            {
+                "tables": [
+                    {"schema": "s", "name": "t", "primary_key": ["id"], "drop_columns": ["id"]}
+                ]
+            },
             InvalidSettingError,
             "drop_columns",
         ),

@@ -19,8 +19,12 @@ H10 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 
 @pytest.mark.parametrize(
     ("delimiter", "folder"),
-    [("SLASH", "2026/11/22/10"), ("DASH", "2026-11-22-10"), ("UNDERSCORE", "2026_11_22_10"),
-     ("NONE", "2026112210")],
+    [
+        ("SLASH", "2026/11/22/10"),
+        ("DASH", "2026-11-22-10"),
+        ("UNDERSCORE", "2026_11_22_10"),
+        ("NONE", "2026112210"),
+    ],
 )
 def test_cdc_folders_round_trip(delimiter, folder):
     layout = DmsLayout(date_partition_delimiter=delimiter)
@@ -95,7 +99,9 @@ def test_window_selects_unapplied_files_before_until_including_late_ones():
 def test_window_since_reapplies_everything_in_range():
     files = [f(8), f(9), f(10)]
     applied = {x.path for x in files}
-    w = Window(until=datetime(2026, 11, 22, 10, tzinfo=UTC), since=datetime(2026, 11, 22, 9, tzinfo=UTC))
+    w = Window(
+        until=datetime(2026, 11, 22, 10, tzinfo=UTC), since=datetime(2026, 11, 22, 9, tzinfo=UTC)
+    )
     assert [x.hour.hour for x in w.select(files, applied)] == [9]
 
 

@@ -46,6 +46,10 @@ def test_plan_adds_new_columns_and_casts_narrower_types():
 
 def test_plan_rejects_unsafe_change_naming_column_and_types():
     with pytest.raises(SchemaDriftError) as e:
-        plan_schema(st(id=T.IntegerType(), price=T.StringType()), st(id=T.IntegerType(), price=T.DecimalType(10, 2)), "s.t")
+        plan_schema(
+            st(id=T.IntegerType(), price=T.StringType()),
+            st(id=T.IntegerType(), price=T.DecimalType(10, 2)),
+            "s.t",
+        )
     msg = str(e.value)
     assert "s.t" in msg and "'price'" in msg and "decimal(10,2)" in msg and "string" in msg
