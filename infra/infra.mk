@@ -1,4 +1,4 @@
-# Infrastructure targets (included by the Makefile). See infra/README-deploy.md.
+# Infrastructure targets (included by the Makefile). See "Deploying to AWS" in README.md.
 ENV ?= dev
 DIST ?= dist/$(ENV)
 CDK_OUT ?= cdk.out/$(ENV)
