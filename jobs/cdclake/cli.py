@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=["local", "emr"], help="Spark profile (default: auto)")
     p.add_argument("--run-id", help="identifier recorded in the audit (default: random)")
     p.add_argument("--summary-json", help="also write the run's audit records to this file")
+    p.add_argument(
+        "--metrics",
+        choices=["none", "cloudwatch"],
+        default="none",
+        help="publish FreshnessSeconds / QuarantinedRows / TableRunFailed (namespace CdcLake)",
+    )
     p.add_argument("--log-level", default="INFO")
     return p
 
@@ -100,6 +106,12 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     except Exception:  # noqa: BLE001
         log.exception("could not write the audit records")
         failed.append("<audit>")
+    if args.metrics == "cloudwatch":
+        try:
+            _publish_metrics(spark, cfg, records)
+        except Exception:  # noqa: BLE001 - the data is committed; a metrics outage is a failure
+            log.exception("could not publish CloudWatch metrics")
+            failed.append("<metrics>")
     if args.summary_json:
         with open(args.summary_json, "w") as fh:
             json.dump([summary(r) for r in records], fh, default=str, indent=2)
@@ -112,6 +124,25 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         f" ({', '.join(failed)})" if failed else "",
     )
     return EXIT_TABLE_FAILED if failed else EXIT_OK
+
+
+def _publish_metrics(spark: Any, cfg: Any, records: list[dict]) -> None:
+    """Freshness needs the newest change ever applied, also for runs that applied nothing:
+    it comes from the audit table."""
+    from pyspark.sql import functions as F
+
+    from cdclake.layout import as_utc
+    from cdclake.metrics import publish
+
+    rows = (
+        spark.read.format("delta")
+        .load(cfg.audit_location)
+        .groupBy("table")
+        .agg(F.max("newest_change_ts").alias("newest"))
+        .collect()
+    )
+    newest = {r["table"]: as_utc(r["newest"]) for r in rows}
+    publish(records, datetime.now(UTC), newest)
 
 
 def summary(rec: dict) -> dict:
