@@ -51,7 +51,8 @@ def classify(relative: str, layout: DmsLayout) -> tuple[str, datetime | None] | 
     if not m:
         return None
     try:
-        hour = datetime(*(int(g) for g in m.groups()), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hh = (int(g) for g in m.groups())
+        hour = datetime(year, month, day, hh, tzinfo=UTC)
     except ValueError:  # e.g. month 13: not a DMS folder
         return None
     return CDC, hour

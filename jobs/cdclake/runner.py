@@ -17,7 +17,7 @@ from typing import Any
 
 from delta.tables import DeltaTable
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -404,7 +404,7 @@ class TableRun:
     def _repair_manifest(self, ledger: Ledger) -> None:
         """If the last data commit was ours but its run never reached the ledger, the process
         may have died before Delta refreshed the manifest: regenerate it."""
-        last = DeltaTable.forPath(self.spark, self.path).history(1).first()
+        last = self._history_head()
         try:
             meta = json.loads(last["userMetadata"] or "{}")
         except ValueError:
@@ -420,9 +420,6 @@ class TableRun:
             )
             DeltaTable.forPath(self.spark, self.path).generate("symlink_format_manifest")
 
-    def _has_tombstones(self) -> bool:
-        return DeltaTable.isDeltaTable(self.spark, self.state.tombstone_path)
-
     @contextmanager
     def _commit_metadata(self, n_files: int):
         meta = json.dumps({"cdclake_run": self.run_id, "files": n_files})
@@ -432,8 +429,14 @@ class TableRun:
         finally:
             self.spark.conf.unset(USER_METADATA)
 
-    def _last_commit(self) -> tuple[int, dict[str, Any]]:
+    def _history_head(self) -> Row:
         row = DeltaTable.forPath(self.spark, self.path).history(1).first()
+        if row is None:  # a Delta table always has at least one commit
+            raise TableRunError(f"{self.path}: Delta table has no history")
+        return row
+
+    def _last_commit(self) -> tuple[int, dict[str, Any]]:
+        row = self._history_head()
         return int(row["version"]), dict(row["operationMetrics"] or {})
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -172,7 +172,7 @@ class TableState:
             return
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         newer = order_key("s.") > order_key("t.")
-        values = {c: F.col(f"s.{c}") for c in [*keys, *ORDER_COLUMNS]}
+        values: dict[str, str | Column] = {c: F.col(f"s.{c}") for c in [*keys, *ORDER_COLUMNS]}
         (
             DeltaTable.forPath(self.spark, self.tombstone_path)
             .alias("t")

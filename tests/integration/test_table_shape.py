@@ -1,8 +1,8 @@
 """Semantics 4-7: what readers see, partitioning, partition pruning and the manifest."""
 
 import json
-import re
 import os
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
