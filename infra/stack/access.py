@@ -14,10 +14,11 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from cdclake.metrics import NAMESPACE as METRIC_NAMESPACE
 from infra import layout
 
 # The job's CloudWatch namespace (see ARCHITECTURE / CONTRACTS).
-JOB_METRIC_NAMESPACE = "CdcLake"
+JOB_METRIC_NAMESPACE = METRIC_NAMESPACE
 KEY_USE = ["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"]
 
 

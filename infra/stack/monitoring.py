@@ -19,10 +19,9 @@ from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
 from cdclake.config import PipelineConfig
+from cdclake.metrics import FAILED, FRESHNESS, QUARANTINED
 from infra.envconf import EnvConfig
 from infra.stack.access import JOB_METRIC_NAMESPACE
-
-FRESHNESS, QUARANTINED, FAILED = "FreshnessSeconds", "QuarantinedRows", "TableRunFailed"
 
 
 class Monitoring(Construct):

@@ -13,6 +13,8 @@ from datetime import datetime
 
 log = logging.getLogger(__name__)
 NAMESPACE = "CdcLake"
+# Metric names: the infrastructure alarms import these, so the two cannot drift apart.
+FRESHNESS, QUARANTINED, FAILED = "FreshnessSeconds", "QuarantinedRows", "TableRunFailed"
 
 
 def metric_data(
@@ -26,7 +28,7 @@ def metric_data(
         failed = rec["status"] == "failed"
         data.append(
             {
-                "MetricName": "TableRunFailed",
+                "MetricName": FAILED,
                 "Dimensions": dims,
                 "Value": float(failed),
                 "Unit": "Count",
@@ -35,7 +37,7 @@ def metric_data(
         )
         data.append(
             {
-                "MetricName": "QuarantinedRows",
+                "MetricName": QUARANTINED,
                 "Dimensions": dims,
                 "Value": float(rec.get("quarantined") or 0),
                 "Unit": "Count",
@@ -46,7 +48,7 @@ def metric_data(
         if latest is not None and not failed:
             data.append(
                 {
-                    "MetricName": "FreshnessSeconds",
+                    "MetricName": FRESHNESS,
                     "Dimensions": dims,
                     "Value": max(0.0, (now - latest).total_seconds()),
                     "Unit": "Seconds",

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from cdclake.config import PipelineConfig, TableConfig
 from cdclake.layout import RawFile, as_utc
-from cdclake.transforms import ORDER_COLUMNS, order_key
+from cdclake.transforms import ORDER_COLUMNS, ORDER_FIELDS, order_key
 
 LEDGER_SCHEMA = T.StructType(
     [
@@ -149,15 +149,7 @@ class TableState:
 
     # ---- tombstones ---------------------------------------------------------------------
     def tombstones(self, key_schema: T.StructType) -> DataFrame:
-        schema = T.StructType(
-            list(key_schema.fields)
-            + [
-                T.StructField("_cdc_commit_ts", T.TimestampType()),
-                T.StructField("_cdc_change_seq", T.StringType()),
-                T.StructField("_cdc_source_file", T.StringType()),
-                T.StructField("_cdc_row_pos", T.LongType()),
-            ]
-        )
+        schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
         return read_delta(self.spark, self.tombstone_path, schema)
 
     def apply_tombstones(self, changes: DataFrame, keys: Sequence[str]) -> None:

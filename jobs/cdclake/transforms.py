@@ -23,6 +23,12 @@ CHANGE_SEQ = "_cdc_change_seq"
 SOURCE_FILE = "_cdc_source_file"
 ROW_POS = "_cdc_row_pos"
 ORDER_COLUMNS = (COMMIT_TS, CHANGE_SEQ, SOURCE_FILE, ROW_POS)
+ORDER_FIELDS = (
+    T.StructField(COMMIT_TS, T.TimestampType()),
+    T.StructField(CHANGE_SEQ, T.StringType()),
+    T.StructField(SOURCE_FILE, T.StringType()),
+    T.StructField(ROW_POS, T.LongType()),
+)
 # Columns every lake table carries after the source's own columns.
 BOOKKEEPING_COLUMNS = (OP, *ORDER_COLUMNS)
 REASON = "_cdc_reason"
