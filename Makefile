@@ -49,3 +49,5 @@ clean: ## Remove the local lake, caches and build output (keeps .venv and .jars)
 	rm -rf lakehouse spark-warehouse metastore_db derby.log .pytest_cache dist
 
 -include infra/infra.mk
+-include sql/sql.mk
+-include bench/bench.mk
