@@ -1,0 +1,27 @@
+-- Ticket sales per day and channel (partition column sale_date prunes the scan).
+with sales as (
+    select
+        sale_date,
+        channel,
+        price
+    from cdc_lake.delta_emr_source_ticket_sales
+    where sale_date >= date '2026-11-01'
+),
+
+final as (
+    select
+        sale_date,
+        channel,
+        count(*) as tickets,
+        sum(price) as revenue
+    from sales
+    group by sale_date, channel
+)
+
+select
+    sale_date,
+    channel,
+    tickets,
+    revenue
+from final
+order by sale_date, channel
