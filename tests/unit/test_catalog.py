@@ -1,0 +1,105 @@
+"""Pure parts of catalog registration: reading the Delta log and manifests without Spark,
+and deciding what to change in Glue."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cdclake.catalog import plan_partitions, table_differs
+from cdclake.ddl import spectrum_partition_input, spectrum_table_input
+from cdclake.deltalog import (
+    DeltaLogError,
+    LocalStore,
+    manifest_partitions,
+    parse_partition_path,
+    read_table_meta,
+)
+from tests.unit.test_ddl import TRAVEL, meta
+
+
+@pytest.mark.parametrize(
+    ("path", "values"),
+    [
+        ("route_id=AZ", ("AZ",)),
+        ("route_id=a%20b%3Ac%2Fd", ("a b:c/d",)),
+        ("route_id=__HIVE_DEFAULT_PARTITION__", (None,)),
+    ],
+)
+def test_partition_values_from_manifest_folders(path, values):
+    assert parse_partition_path(path, ("route_id",)) == values
+
+
+def test_partition_folder_must_match_the_columns():
+    with pytest.raises(DeltaLogError, match="expected 'a=...'"):
+        parse_partition_path("b=1/a=2", ("a", "b"))
+
+
+def _commit(log, version, *actions):
+    (log / f"{version:020d}.json").write_text("\n".join(json.dumps(a) for a in actions) + "\n")
+
+
+def _meta_action(fields, partitions):
+    schema = {
+        "type": "struct",
+        "fields": [{"name": n, "type": t, "nullable": True} for n, t in fields],
+    }
+    return {"metaData": {"schemaString": json.dumps(schema), "partitionColumns": partitions}}
+
+
+def test_newest_metadata_wins_and_the_version_is_the_newest_commit(tmp_path):
+    log = tmp_path / "t" / "_delta_log"
+    log.mkdir(parents=True)
+    _commit(log, 0, {"protocol": {}}, _meta_action([("id", "integer"), ("p", "string")], ["p"]))
+    _commit(log, 1, _meta_action([("id", "integer"), ("p", "string"), ("w", "long")], ["p"]))
+    _commit(log, 2, {"add": {"path": "p=a/x.parquet"}})
+    m = read_table_meta(LocalStore(), str(tmp_path / "t"))
+    assert (m.version, [f.name for f in m.fields], m.partition_columns) == (
+        2,
+        ["id", "p", "w"],
+        ("p",),
+    )
+    assert [f.name for f in m.data_fields] == ["id", "w"]
+
+
+def test_no_delta_table_is_named(tmp_path):
+    with pytest.raises(DeltaLogError, match=f"no Delta table at {tmp_path}"):
+        read_table_meta(LocalStore(), str(tmp_path))
+
+
+def test_manifest_partitions(tmp_path):
+    root = tmp_path / "_symlink_format_manifest"
+    for folder in ("p=a", "p=b%2Fc"):
+        (root / folder).mkdir(parents=True)
+        (root / folder / "manifest").write_text("file:/x.parquet\n")
+    (root / "p=empty").mkdir()  # no manifest file: not a partition
+    assert manifest_partitions(LocalStore(), str(tmp_path), ("p",)) == {
+        ("a",): str(root / "p=a"),
+        ("b/c",): str(root / "p=b%2Fc"),
+    }
+
+
+def test_table_differs_ignores_parameters_added_by_others():
+    desired = spectrum_table_input("t_spectrum", TRAVEL, "s3://b/t")
+    existing = dict(desired, Parameters={**desired["Parameters"], "transient_lastDdlTime": "1"})
+    existing["StorageDescriptor"] = dict(desired["StorageDescriptor"], Compressed=False)
+    assert not table_differs(existing, desired)
+    drifted = spectrum_table_input(
+        "t_spectrum",
+        meta([("trip_id", "integer"), ("route_id", "string"), ("w", "long")], ("route_id",)),
+        "s3://b/t",
+    )
+    assert table_differs(existing, drifted)
+
+
+def test_plan_partitions_adds_removes_and_updates():
+    new = meta([("trip_id", "integer"), ("route_id", "string"), ("w", "long")], ("route_id",))
+
+    def part(m, v):
+        return spectrum_partition_input(m, (v,), f"s3://b/t/_symlink_format_manifest/route_id={v}")
+
+    existing = {("a",): part(TRAVEL, "a"), ("b",): part(TRAVEL, "b"), ("c",): part(new, "c")}
+    desired = {("a",): part(new, "a"), ("c",): part(new, "c"), ("d",): part(new, "d")}
+    create, delete, update = plan_partitions(existing, desired)
+    assert (create, delete, update) == ([part(new, "d")], [("b",)], [part(new, "a")])

@@ -1,0 +1,100 @@
+"""Validation queries: per engine, per table, rows only on failure."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+
+from cdclake import validation
+from cdclake.config import parse_config
+from cdclake.query import format_rows
+from cdclake.validation import ValidationError, compare_rows, validation_queries
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return parse_config(
+        {
+            "raw_root": "raw",
+            "curated_root": "cur",
+            "glue_database": "lake_db",
+            "tables": [
+                {"schema": "s", "name": "sales", "primary_key": ["trip_id", "seat_no"]},
+            ],
+        },
+        base_dir=tmp_path,
+    )
+
+
+def test_engines_read_their_own_table_names(cfg):
+    t = cfg.tables[0]
+    athena = validation_queries(cfg, t, "athena")
+    redshift = validation_queries(cfg, t, "redshift")
+    spark = validation_queries(cfg, t, "spark")
+    assert set(athena) == set(spark) == {"key_uniqueness", "row_count_vs_audit", "freshness"}
+    assert set(redshift) == {"key_uniqueness", "freshness"}
+    assert athena["key_uniqueness"] == (
+        "select\n    trip_id,\n    seat_no,\n    count(*) as copies\nfrom lake_db.s_sales\n"
+        "group by trip_id, seat_no\nhaving count(*) > 1\n"
+    )
+    assert "from lake_db.s_sales_spectrum\n" in redshift["key_uniqueness"]
+    assert "runs.\"table\" = 's.sales'" in athena["row_count_vs_audit"]
+    assert "runs.`table` = 's.sales'" in spark["row_count_vs_audit"]
+    assert "from lake_db.cdclake_audit as runs" in spark["freshness"]
+
+
+@pytest.mark.parametrize(
+    ("engine", "as_of", "cutoff"),
+    [
+        ("athena", None, "current_timestamp - interval '3' hour"),
+        ("spark", None, "current_timestamp() - interval 3 hours"),
+        ("redshift", None, "getdate() - interval '3 hours'"),
+        (
+            "athena",
+            "{{ data_interval_end }}",
+            "from_iso8601_timestamp('{{ data_interval_end }}') - interval '3' hour",
+        ),
+        (
+            "spark",
+            datetime(2026, 11, 22, 11, tzinfo=UTC),
+            "cast('2026-11-22T11:00:00+00:00' as timestamp) - interval 3 hours",
+        ),
+    ],
+)
+def test_freshness_reference_time(cfg, engine, as_of, cutoff):
+    sql = validation_queries(cfg, cfg.tables[0], engine, as_of=as_of)["freshness"]
+    assert sql.rstrip().endswith(f"< {cutoff}")
+
+
+@pytest.mark.parametrize("bad", ["yesterday", "2026-11-22'; drop table x; --", "{{ x }}'"])
+def test_as_of_must_be_a_timestamp_or_a_template(cfg, bad):
+    with pytest.raises(ValidationError, match="as_of"):
+        validation_queries(cfg, cfg.tables[0], "athena", as_of=bad)
+
+
+def test_unknown_engine(cfg):
+    with pytest.raises(ValidationError, match="unknown engine 'presto'"):
+        validation_queries(cfg, cfg.tables[0], "presto")
+
+
+def test_commit_ts_column_matches_the_job():
+    from cdclake.transforms import COMMIT_TS
+
+    assert validation.COMMIT_TS == COMMIT_TS
+
+
+def test_compare_rows_is_a_multiset_difference_on_utc_instants():
+    naive_local = datetime(2026, 11, 22, 10).astimezone().replace(tzinfo=None)
+    aware = datetime(2026, 11, 22, 10).astimezone().astimezone(UTC)
+    delta = [(1, naive_local), (2, None), (2, None)]
+    spectrum = [(1, aware), (2, None), (3, date(2026, 1, 1))]
+    diff = compare_rows("s.t", ["id", "ts"], delta, spectrum)
+    assert (diff.missing, diff.extra, diff.ok) == (((2, None),), ((3, date(2026, 1, 1)),), False)
+    assert compare_rows("s.t", ["id"], [(1,)], [(1,)]).ok
+
+
+def test_format_rows():
+    assert format_rows(["destination", "n"], [("Tucson", 12), (None, 3)]) == (
+        "destination | n\n------------+---\nTucson      | 12\nNULL        | 3\n"
+    )
