@@ -61,6 +61,14 @@ class UnknownTableError(ConfigError):
     """A table asked for (e.g. with --tables) is not in the config."""
 
 
+class VacuumRetentionTooShortError(InvalidSettingError):
+    """``maintenance.vacuum_retain_hours`` is below Delta's safety default (168 h)."""
+
+
+class TombstoneRetentionTooShortError(InvalidSettingError):
+    """``maintenance.tombstone_retention_days`` is below the minimum that keeps backfills safe."""
+
+
 @dataclass(frozen=True)
 class DmsLayout:
     """How the DMS S3 target endpoint writes files (must match its endpoint settings)."""
@@ -82,6 +90,24 @@ class DmsLayout:
         if self.change_sequence_column:
             cols.append(self.change_sequence_column)
         return tuple(cols)
+
+
+# Delta refuses VACUUM below `delta.deletedFileRetentionDuration` (7 days) unless its safety
+# check is switched off; we never switch it off, so shorter values are config errors.
+MIN_VACUUM_RETAIN_HOURS = 168
+# A tombstone is what stops an older replayed change (backfill, DMS redelivery after a task
+# restart) from resurrecting a deleted row: it must outlive every hour anyone may re-apply.
+MIN_TOMBSTONE_RETENTION_DAYS = 7
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """The daily maintenance job's settings (``maintenance:`` in the config; all optional)."""
+
+    compact_recent_days: int = 3
+    vacuum_retain_hours: int = 336
+    tombstone_retention_days: int = 30
+    quarantine_retention_days: int = 90
 
 
 @dataclass(frozen=True)
@@ -109,6 +135,7 @@ class PipelineConfig:
     tables: tuple[TableConfig, ...]
     glue_database: str = "cdc_lake"
     source_path: str | None = field(default=None, compare=False)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
 
     def table(self, qualified_name: str) -> TableConfig:
         for t in self.tables:
@@ -222,7 +249,7 @@ def parse_config(
     if not isinstance(data, Mapping):
         raise ConfigSyntaxError(f"{source}: the top level must be a mapping of settings")
     r = _Reader(data, source)
-    r.only({"version", "raw_root", "curated_root", "glue_database", "dms", "tables"})
+    r.only({"version", "raw_root", "curated_root", "glue_database", "dms", "tables", "maintenance"})
     version = r.get("version", int, default=1)
     if version != 1:
         raise InvalidSettingError(f"{source}: version: unsupported config version {version}")
@@ -249,6 +276,9 @@ def parse_config(
         tables=tables,
         glue_database=glue_database,
         source_path=source,
+        maintenance=_parse_maintenance(
+            r.sub("maintenance", required=False), f"{source}: maintenance"
+        ),
     )
 
 
@@ -309,6 +339,50 @@ def _parse_dms(data: Mapping[str, Any] | None, where: str) -> DmsLayout:
         op_column=op_col,
         full_load_has_op=r.get("full_load_has_op", bool, default=d.full_load_has_op),
     )
+
+
+def _parse_maintenance(data: Mapping[str, Any] | None, where: str) -> MaintenanceConfig:
+    d = MaintenanceConfig()
+    if data is None:
+        return d
+    r = _Reader(data, where)
+    r.only(
+        {
+            "compact_recent_days",
+            "vacuum_retain_hours",
+            "tombstone_retention_days",
+            "quarantine_retention_days",
+        }
+    )
+
+    def positive(key: str, default: int) -> int:
+        value = r.get(key, int, default=default)
+        if value < 1:
+            raise InvalidSettingError(f"{where}.{key}: must be at least 1, got {value}")
+        return value
+
+    m = MaintenanceConfig(
+        compact_recent_days=positive("compact_recent_days", d.compact_recent_days),
+        vacuum_retain_hours=positive("vacuum_retain_hours", d.vacuum_retain_hours),
+        tombstone_retention_days=positive("tombstone_retention_days", d.tombstone_retention_days),
+        quarantine_retention_days=positive(
+            "quarantine_retention_days", d.quarantine_retention_days
+        ),
+    )
+    if m.vacuum_retain_hours < MIN_VACUUM_RETAIN_HOURS:
+        raise VacuumRetentionTooShortError(
+            f"{where}.vacuum_retain_hours: {m.vacuum_retain_hours} is below Delta's safety "
+            f"minimum of {MIN_VACUUM_RETAIN_HOURS} h; readers and time travel still need the "
+            "files (the job never disables spark.databricks.delta.retentionDurationCheck)"
+        )
+    if m.tombstone_retention_days < MIN_TOMBSTONE_RETENTION_DAYS:
+        raise TombstoneRetentionTooShortError(
+            f"{where}.tombstone_retention_days: {m.tombstone_retention_days} is below the "
+            f"minimum of {MIN_TOMBSTONE_RETENTION_DAYS} days; an expired tombstone lets a "
+            "replayed older change bring a deleted row back, so keep tombstones longer than "
+            "any backfill or late delivery"
+        )
+    return m
 
 
 def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:

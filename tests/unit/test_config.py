@@ -112,3 +112,39 @@ def test_select_tables_checks_names():
     assert cfg.select_tables(["s.t"]) == cfg.tables
     with pytest.raises(UnknownTableError, match="s.nope"):
         cfg.select_tables(["s.nope"])
+
+
+def test_maintenance_defaults_when_absent_and_shipped_values():
+    from cdclake.config import MaintenanceConfig
+
+    assert parse_config(doc()).maintenance == MaintenanceConfig(
+        compact_recent_days=3,
+        vacuum_retain_hours=336,
+        tombstone_retention_days=30,
+        quarantine_retention_days=90,
+    )
+    shipped = load_config(ROOT / "conf" / "pipeline.yaml").maintenance
+    assert shipped == MaintenanceConfig()
+    partial = parse_config(doc(maintenance={"vacuum_retain_hours": 168})).maintenance
+    assert partial == MaintenanceConfig(vacuum_retain_hours=168)
+
+
+@pytest.mark.parametrize(
+    ("maintenance", "error", "text"),
+    [
+        ({"vacuum_retain_hours": 167}, "VacuumRetentionTooShortError", "168"),
+        ({"vacuum_retain_hours": 0}, "InvalidSettingError", "at least 1"),
+        ({"tombstone_retention_days": 6}, "TombstoneRetentionTooShortError", "resurrect|back"),
+        ({"compact_recent_days": 0}, "InvalidSettingError", "at least 1"),
+        ({"quarantine_retention_days": "90"}, "InvalidSettingError", "expected int"),
+        ({"quarantine_retention_days": True}, "InvalidSettingError", "expected int"),
+        ({"vacuum_retain": 400}, "UnknownSettingError", "vacuum_retain"),
+        ("daily", "InvalidSettingError", "expected dict"),
+    ],
+)
+def test_invalid_maintenance_settings_raise_named_errors(maintenance, error, text):
+    import cdclake.config as config
+
+    with pytest.raises(getattr(config, error), match=text):
+        parse_config(doc(maintenance=maintenance))
+    assert issubclass(getattr(config, error), config.ConfigError)
