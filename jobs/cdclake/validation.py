@@ -236,14 +236,11 @@ def read_like_spectrum(store: Any, location: str) -> tuple[tuple[str, ...], list
 
 
 def _data_file(uri: str) -> str:
-    """A manifest line as a path the store reads (``file:`` URIs are percent-encoded)."""
-    from urllib.parse import unquote, urlparse
-
-    if uri.startswith("file:"):
-        return unquote(urlparse(uri).path)
-    if uri.lower().startswith(("s3://", "s3a://")):
-        parsed = urlparse(uri)
-        return f"{parsed.scheme}://{parsed.netloc}{unquote(parsed.path)}"
+    """A manifest line as a path the store reads. Delta writes Hadoop path strings, not
+    percent-encoded URIs: the Hive-escaped folder (``p=x y%3Az``) is the literal name."""
+    for prefix in ("file://", "file:"):
+        if uri.startswith(prefix):
+            return uri[len(prefix) :]
     return uri
 
 
