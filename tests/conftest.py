@@ -1,8 +1,14 @@
 import os
+import tempfile
 
 import pytest
 
 os.environ.setdefault("CDCLAKE_SPARK_LOG_LEVEL", "ERROR")
+# Airflow reads its home and settings once, when first imported (by the DAG tests): give the
+# test run its own throw-away home and SQLite database, never ~/airflow.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cdclake-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), "..", "dags")
 
 
 @pytest.fixture(scope="session")

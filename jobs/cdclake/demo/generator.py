@@ -177,13 +177,18 @@ class DemoSource:
     def deliveries(self) -> list[Delivery]:
         return [f.delivery for f in self._files]
 
-    def write_landed(self, until: datetime) -> list[Delivery]:
-        """Write every not-yet-written file with ``lands_at <= until`` (naive = UTC)."""
+    def write_landed(self, until: datetime, *, skip_existing: bool = False) -> list[Delivery]:
+        """Write every not-yet-written file with ``lands_at <= until`` (naive = UTC).
+
+        ``skip_existing``: also skip files already on disk (a new instance continuing the
+        deliveries of an earlier one, as each scheduled task does)."""
         if until.tzinfo is None:
             until = until.replace(tzinfo=UTC)
         out = []
         for f in self._files:
             d = f.delivery
+            if skip_existing and d.path not in self._written and Path(d.path).exists():
+                self._written.add(d.path)
             if d.lands_at <= until and d.path not in self._written:
                 self._write(f)
                 self._written.add(d.path)

@@ -1,0 +1,210 @@
+"""The three DAGs, built from the settings (one structure, two targets).
+
+Task graph (same ids on both targets)::
+
+    hourly:      check_source >> wait_for_hour >> plan >> merge >> register_catalog >> validate
+    full load:   plan >> start_source >> wait_full_load >> merge >> register_catalog >> validate
+    maintenance: plan >> maintain >> register_catalog
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from types import ModuleType
+from typing import Any
+
+from airflow.providers.standard.sensors.date_time import DateTimeSensor
+from airflow.sdk import DAG, Param, task
+from airflow.timetables.interval import CronDataIntervalTimetable
+
+from cdclake_dags import plan
+from cdclake_dags.settings import DagSettings
+
+HOURLY_DAG_ID = "cdclake_hourly"
+FULL_LOAD_DAG_ID = "cdclake_full_load"
+MAINTENANCE_DAG_ID = "cdclake_maintenance"
+TAGS = ["cdclake"]
+MAX_RETRY_DELAY = timedelta(hours=1)
+
+
+def target_module(s: DagSettings) -> ModuleType:
+    """The task builders of the configured target (a setting, never an edit of the DAGs)."""
+    if s.target == "aws":
+        from cdclake_dags import aws
+
+        return aws
+    from cdclake_dags import local
+
+    return local
+
+
+def default_args(s: DagSettings) -> dict[str, Any]:
+    return {
+        "owner": "data-platform",
+        "retries": s.retries,
+        "retry_delay": s.retry_delay,
+        "retry_exponential_backoff": True,
+        "max_retry_delay": MAX_RETRY_DELAY,
+    }
+
+
+def _tables_param(s: DagSettings) -> Param:
+    return Param(
+        [],
+        type="array",
+        items={"type": "string", "enum": s.table_names},
+        description="schema.table names to process (empty: every configured table)",
+    )
+
+
+def build_hourly_dag(s: DagSettings, dag_id: str = HOURLY_DAG_ID) -> DAG:
+    """Hourly incremental merge of the data interval ``[start, end)``."""
+    t = target_module(s)
+    with DAG(
+        dag_id,
+        description="Hourly CDC merge: DMS files of the closed hour -> Delta tables",
+        schedule=CronDataIntervalTimetable("0 * * * *", timezone="UTC"),
+        start_date=s.start_date,
+        # A run applies every unapplied file before its end, so missed hours are caught up by
+        # the next run; a backlog of runs would add nothing. Backfills are explicit.
+        catchup=False,
+        # The job is the tables' only writer (Delta's S3 log store is single-writer).
+        max_active_runs=1,
+        default_args=default_args(s),
+        params={
+            "tables": _tables_param(s),
+            "reprocess": Param(
+                False,
+                type="boolean",
+                description="re-apply every file of the interval (as a backfill run does)",
+            ),
+        },
+        tags=[*TAGS, "hourly", s.target],
+        doc_md=__doc__,
+    ) as dag:
+        source = t.check_source(s)
+        wait = DateTimeSensor(
+            task_id="wait_for_hour",
+            # DMS flushes about once a minute: give the hour's last files time to land.
+            target_time=(
+                "{{ (data_interval_end + macros.timedelta(seconds=%s)).isoformat() }}"
+            ).replace("%s", str(int(s.grace.total_seconds()))),
+            poke_interval=60,
+            mode="reschedule",
+        )
+
+        @task(task_id="plan", multiple_outputs=True)
+        def plan_run(
+            run_id: Any = None,
+            data_interval_start: Any = None,
+            data_interval_end: Any = None,
+            dag_run: Any = None,
+            params: dict[str, Any] | None = None,
+        ) -> dict[str, Any]:
+            p = plan.plan_hourly(
+                dag_id=dag_id,
+                run_id=run_id,
+                start=data_interval_start,
+                end=data_interval_end,
+                run_type=str(getattr(dag_run, "run_type", "")),
+                params=params or {},
+                known_tables=s.table_names,
+            )
+            extra = t.job_extra_args(s, dag_id, run_id, "merge")
+            return _plan_output(p, t.job_config_uri(s), extra, s)
+
+        planned = plan_run()
+        merged = t.merge(s, planned)
+        catalog = t.register_catalog(s, planned)
+        checks = t.validate(s)
+        source >> wait >> planned
+        merged >> catalog >> checks
+    return dag
+
+
+def build_full_load_dag(s: DagSettings, dag_id: str = FULL_LOAD_DAG_ID) -> DAG:
+    """Manual: (re)load tables from DMS's full load, then replace them in the lake."""
+    t = target_module(s)
+    with DAG(
+        dag_id,
+        description="Full load / reload: DMS full load -> replace the Delta tables",
+        schedule=None,
+        start_date=s.start_date,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(s),
+        params={
+            "tables": _tables_param(s),
+            "reload": Param(
+                False,
+                type="boolean",
+                description="reload from the source (DMS reload) instead of a first start",
+            ),
+        },
+        tags=[*TAGS, "full-load", s.target],
+        doc_md=__doc__,
+    ) as dag:
+
+        @task(task_id="plan", multiple_outputs=True)
+        def plan_run(run_id: Any = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+            p = plan.plan_full_load(
+                dag_id=dag_id, run_id=run_id, params=params or {}, known_tables=s.table_names
+            )
+            extra = t.job_extra_args(s, dag_id, run_id, "merge")
+            return _plan_output(p, t.job_config_uri(s), extra, s)
+
+        planned = plan_run()
+        started = t.start_source(s, planned)
+        loaded = t.wait_full_load(s, planned)
+        merged = t.merge(s, planned)
+        catalog = t.register_catalog(s, planned)
+        checks = t.validate(s)
+        planned >> started >> loaded >> merged >> catalog >> checks
+    return dag
+
+
+def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> DAG:
+    """Daily: compact recent partitions, vacuum, refresh manifests, expire bookkeeping."""
+    t = target_module(s)
+    with DAG(
+        dag_id,
+        description="Daily Delta maintenance: OPTIMIZE recent partitions, VACUUM, manifests",
+        schedule=CronDataIntervalTimetable("30 3 * * *", timezone="UTC"),
+        start_date=s.start_date,
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(s),
+        params={"tables": _tables_param(s)},
+        tags=[*TAGS, "maintenance", s.target],
+        doc_md=__doc__,
+    ) as dag:
+
+        @task(task_id="plan", multiple_outputs=True)
+        def plan_run(
+            run_id: Any = None, data_interval_end: Any = None, params: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
+            tables = plan.selected_tables((params or {}).get("tables"), s.table_names)
+            args = ["--config", t.job_config_uri(s), "--now", data_interval_end.isoformat()]
+            if tables != s.table_names:
+                args += ["--tables", ",".join(tables)]
+            args += ["--run-id", plan.job_run_id(dag_id, run_id)]
+            extra = t.job_extra_args(s, dag_id, run_id, "maintain")
+            extra = [a for a in extra if a != "--metrics" and a != "cloudwatch"]
+            return {"args": args + extra, "tables": tables}
+
+        planned = plan_run()
+        maintained = t.maintain(s, planned)
+        catalog = t.register_catalog(s, planned)
+        maintained >> catalog
+    return dag
+
+
+def _plan_output(p: plan.MergePlan, config_uri: str, extra: list[str], s: DagSettings) -> dict:
+    # No None values: the task SDK cannot push a None XCom ("Field required").
+    return {
+        "args": p.arguments(config_uri, *extra),
+        "tables": p.tables or s.table_names,
+        "until": p.until or "",
+        "since": p.since or "",
+        "run_id": p.run_id,
+    }

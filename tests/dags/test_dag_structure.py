@@ -1,0 +1,150 @@
+"""The DAG files import cleanly on both targets, and each DAG's graph, schedule and run
+policy are what the operators rely on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dags.conftest import DAGS, ROOT
+
+DEPLOYMENT = {
+    "EmrApplicationId": "00fabc123",
+    "EmrJobRoleArn": "arn:aws:iam::123456789012:role/cdclake-dev-emr-job",
+    "EmrLogUri": "s3://example-logs/emr/",
+    "JobEntryPoint": "s3://example-artifacts/jobs/cdc_merge.py",
+    "JobConfigUri": "s3://example-artifacts/conf/pipeline.yaml",
+    "SparkSubmitParameters": "--py-files s3://example-artifacts/jobs/cdclake.zip",
+    "DmsTaskArn": "arn:aws:dms:eu-west-1:123456789012:task:EXAMPLE",
+    "AthenaWorkGroup": "cdclake-dev",
+    "GlueDatabase": "cdc_lake",
+}
+TABLES = ["travel_details", "ticket_sales"]
+EDGES = {
+    "cdclake_hourly": {
+        ("check_source", "wait_for_hour"),
+        ("wait_for_hour", "plan"),
+        ("plan", "merge"),
+        ("plan", "register_catalog"),
+        ("merge", "register_catalog"),
+    },
+    "cdclake_maintenance": {
+        ("plan", "maintain"),
+        ("plan", "register_catalog"),
+        ("maintain", "register_catalog"),
+    },
+}
+
+
+def load_dagbag(monkeypatch, tmp_path, target: str):
+    from airflow.models.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__CDCLAKE__TARGET", target)
+    monkeypatch.setenv("AIRFLOW__CDCLAKE__PIPELINE_CONFIG", str(ROOT / "conf" / "pipeline.yaml"))
+    if target == "aws":
+        dep = tmp_path / "deployment.json"
+        dep.write_text(json.dumps(DEPLOYMENT))
+        monkeypatch.setenv("AIRFLOW__CDCLAKE__DEPLOYMENT_FILE", str(dep))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert bag.import_errors == {}
+    return bag
+
+
+def edges(dag) -> set[tuple[str, str]]:
+    return {(t.task_id, d) for t in dag.tasks for d in t.downstream_task_ids}
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_dagbag_imports_three_dags(monkeypatch, tmp_path, target):
+    bag = load_dagbag(monkeypatch, tmp_path, target)
+    assert sorted(bag.dag_ids) == ["cdclake_full_load", "cdclake_hourly", "cdclake_maintenance"]
+    for dag in bag.dags.values():
+        assert dag.catchup is False
+        assert dag.max_active_runs == 1
+        assert "cdclake" in dag.tags and target in dag.tags
+        for task in dag.tasks:
+            assert task.retries == 3, task.task_id
+            assert task.retry_exponential_backoff
+        assert edges(dag) >= EDGES.get(dag.dag_id, set())
+        checks = [t for t in dag.tasks if t.task_id.startswith("validate.")]
+        if dag.dag_id != "cdclake_maintenance":
+            # One check task per table at least, each after the catalog step.
+            assert {t for t in TABLES if any(c.task_id.startswith(f"validate.{t}") for c in checks)}
+            assert all(c.upstream_task_ids == {"register_catalog"} for c in checks)
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_schedules(monkeypatch, tmp_path, target):
+    from airflow.timetables.interval import CronDataIntervalTimetable
+    from airflow.timetables.simple import NullTimetable
+
+    bag = load_dagbag(monkeypatch, tmp_path, target)
+    hourly = bag.dags["cdclake_hourly"].timetable
+    assert isinstance(hourly, CronDataIntervalTimetable)  # a real [start, end) hour
+    assert hourly.summary == "0 * * * *"
+    assert str(hourly._timezone) in ("UTC", "Timezone('UTC')")
+    assert isinstance(bag.dags["cdclake_full_load"].timetable, NullTimetable)  # manual only
+    daily = bag.dags["cdclake_maintenance"].timetable
+    assert isinstance(daily, CronDataIntervalTimetable) and daily.summary == "30 3 * * *"
+
+
+def test_full_load_graph_aws(monkeypatch, tmp_path):
+    dag = load_dagbag(monkeypatch, tmp_path, "aws").dags["cdclake_full_load"]
+    e = edges(dag)
+    assert {
+        ("plan", "start_source.choose"),
+        ("start_source.choose", "start_source.start"),
+        ("start_source.choose", "start_source.reload_tables"),
+        ("start_source.start", "wait_full_load"),
+        ("start_source.reload_tables", "wait_full_load"),
+        ("wait_full_load", "merge"),
+        ("merge", "register_catalog"),
+    } <= e
+    assert dag.get_task("wait_full_load").trigger_rule == "none_failed_min_one_success"
+    assert set(dag.params.keys()) == {"tables", "reload"}
+
+
+def test_hourly_tasks_per_target(monkeypatch, tmp_path):
+    aws = load_dagbag(monkeypatch, tmp_path, "aws").dags["cdclake_hourly"]
+    assert type(aws.get_task("check_source")).__name__ == "DmsReplicatingCheckOperator"
+    merge = aws.get_task("merge")
+    assert type(merge).__name__ == "CdcEmrServerlessStartJobOperator"
+    assert merge.deferrable is True
+    assert merge.application_id == DEPLOYMENT["EmrApplicationId"]
+    assert {type(aws.get_task(f"validate.{t}__key_uniqueness")).__name__ for t in TABLES} == {
+        "AthenaCheckOperator"
+    }
+    local = load_dagbag(monkeypatch, tmp_path, "local").dags["cdclake_hourly"]
+    assert sorted(t.task_id for t in local.tasks if not t.task_id.startswith("validate.")) == [
+        "check_source",
+        "merge",
+        "plan",
+        "register_catalog",
+        "wait_for_hour",
+    ]
+    assert sorted(aws.params.keys()) == ["reprocess", "tables"]
+
+
+def test_no_network_at_parse_time(monkeypatch, tmp_path):
+    """Parsing the DAGs (aws target) opens no socket: no AWS call, no database query."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access at parse time")
+
+    load_dagbag(monkeypatch, tmp_path, "local")  # warm imports first
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    bag = load_dagbag(monkeypatch, tmp_path, "aws")
+    assert len(bag.dags) == 3
+
+
+def test_aws_target_without_deployment_is_a_clear_import_error(monkeypatch, tmp_path):
+    from airflow.models.dagbag import DagBag
+
+    monkeypatch.setenv("AIRFLOW__CDCLAKE__TARGET", "aws")
+    monkeypatch.setenv("AIRFLOW__CDCLAKE__DEPLOYMENT_FILE", str(tmp_path / "missing.json"))
+    bag = DagBag(dag_folder=str(DAGS))
+    assert len(bag.import_errors) == 3
+    assert all("make deploy" in err for err in bag.import_errors.values())
