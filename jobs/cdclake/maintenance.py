@@ -10,7 +10,9 @@ Per lake table, in this order:
    refuses retentions below its 168 h default;
 3. **regenerate the symlink manifest** (Redshift Spectrum), after both, from the snapshot;
 4. **expire tombstones** whose delete committed before ``now - tombstone_retention_days`` and
-   **quarantine rows** quarantined before ``now - quarantine_retention_days``.
+   **quarantine rows** quarantined before ``now - quarantine_retention_days``;
+5. **compact and vacuum the bookkeeping tables** (ledger, tombstones, quarantine), which grow by
+   a small file per hourly run.
 
 Why tombstone retention is a safety setting: a tombstone is what makes a replayed change older
 than a delete (a backfill with ``--since``, DMS redelivering after a task restart) stale. Once it
@@ -257,6 +259,28 @@ def expire(spark: SparkSession, path: str, column: str, before: datetime, dry_ru
     return n
 
 
+def housekeep_bookkeeping(
+    spark: SparkSession, cfg: PipelineConfig, table: TableConfig, retain_hours: int, dry_run: bool
+) -> dict[str, int]:
+    """Compact and vacuum the table's ledger, tombstones and quarantine: every hourly run
+    appends a small file to the ledger (and often to tombstones), and the job reads them whole
+    on every run. Small and unpartitioned, so always compacted whole."""
+    out = {"bookkeeping_files_compacted": 0, "bookkeeping_files_vacuumed": 0}
+    if dry_run:
+        return out
+    for kind in ("ledger", "tombstones", "quarantine"):
+        path = cfg.state_location(table, kind)
+        if not DeltaTable.isDeltaTable(spark, path):
+            continue
+        row = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()
+        if row is not None and row["metrics"] is not None:
+            out["bookkeeping_files_compacted"] += row["metrics"]["numFilesRemoved"] or 0
+        out["bookkeeping_files_vacuumed"] += (
+            vacuum(spark, path, retain_hours, False)["files_vacuumed"] or 0
+        )
+    return out
+
+
 def new_record(run_id: str, table: TableConfig, now: datetime, dry_run: bool) -> dict[str, Any]:
     return {
         "run_id": run_id,
@@ -275,6 +299,8 @@ def new_record(run_id: str, table: TableConfig, now: datetime, dry_run: bool) ->
         "manifest_regenerated": False,
         "tombstones_expired": 0,
         "quarantine_expired": 0,
+        "bookkeeping_files_compacted": 0,
+        "bookkeeping_files_vacuumed": 0,
         "duration_s": 0.0,
         "timings": {},
         "error": None,
@@ -324,9 +350,18 @@ def maintain_table(
         dry_run,
     )
     clock.lap("quarantine")
+    rec.update(housekeep_bookkeeping(spark, cfg, table, settings.vacuum_retain_hours, dry_run))
+    clock.lap("bookkeeping")
     changed = any(
         rec[k]
-        for k in ("files_compacted", "files_vacuumed", "tombstones_expired", "quarantine_expired")
+        for k in (
+            "files_compacted",
+            "files_vacuumed",
+            "tombstones_expired",
+            "quarantine_expired",
+            "bookkeeping_files_compacted",
+            "bookkeeping_files_vacuumed",
+        )
     )
     rec.update(
         status="succeeded" if changed else "noop",

@@ -177,10 +177,24 @@ def test_compacts_recent_partition_only_and_keeps_rows(maintained):
     assert s["files_compacted"] == len(m.files_before["p=b"])
     assert s["files_written"] == 1
     assert s["bytes_compacted"] > 0 and s["bytes_written"] > 0
-    assert set(s["timings"]) == {"compact", "vacuum", "manifest", "tombstones", "quarantine"}
+    assert set(s["timings"]) == {
+        "compact",
+        "vacuum",
+        "manifest",
+        "tombstones",
+        "quarantine",
+        "bookkeeping",
+    }
     assert_df_equality(
         m.lake.df(bookkeeping=True), m.rows_before, ignore_row_order=True, ignore_nullable=True
     )
+
+
+def test_bookkeeping_tables_are_compacted(maintained):
+    m = maintained
+    ledger = m.lake.cfg.state_location(m.lake.cfg.table(m.lake.name), "ledger")
+    assert m.summary["bookkeeping_files_compacted"] >= 2  # one ledger file per job run
+    assert len(m.spark.read.format("delta").load(ledger).inputFiles()) == 1
 
 
 def test_manifest_lists_exactly_the_snapshot_files(maintained):
@@ -215,7 +229,14 @@ def test_rerun_is_a_noop(maintained):
     version, files = m.lake.version(), snapshot_files(m.spark, m.lake.path)
     again = m.run()
     assert again["status"] == "noop"
-    for key in ("files_compacted", "files_vacuumed", "tombstones_expired", "quarantine_expired"):
+    for key in (
+        "files_compacted",
+        "files_vacuumed",
+        "tombstones_expired",
+        "quarantine_expired",
+        "bookkeeping_files_compacted",
+        "bookkeeping_files_vacuumed",
+    ):
         assert again[key] == 0, key
     assert snapshot_files(m.spark, m.lake.path) == files
     new_ops = {
