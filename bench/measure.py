@@ -1,0 +1,216 @@
+"""Untimed work around the arms: building and copying base tables, the expected state, what a
+commit rewrote, and this machine's Parquet read/write rates (the floor)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bench.data import LOAD_TS, SCHEMA_NAME, SOURCE_COLUMNS, TABLE_NAME, Batch, TableSpec
+
+FINGERPRINT = f"count(*) as n, sum(hash({', '.join(SOURCE_COLUMNS)})::hugeint) as h"
+
+
+def table_dir(curated: Path) -> Path:
+    return curated / SCHEMA_NAME / TABLE_NAME
+
+
+def build_base(spark, spec: TableSpec, curated: Path) -> None:
+    """Write the table a full load of ``spec`` leaves: the lake table (key-contiguous files,
+    ``rows_per_file`` rows each, manifests on) and the ledger's full-load record."""
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    from bench.data import base_columns_sql
+    from cdclake.config import DmsLayout, PipelineConfig, TableConfig
+    from cdclake.layout import parse_hour
+    from cdclake.session import LAKE_TABLE_PROPERTIES
+    from cdclake.state import TableState
+
+    path = str(table_dir(curated))
+    exprs = base_columns_sql(spec)
+    df = spark.range(spec.rows).select(*(F.expr(e).alias(c) for c, e in exprs.items()))
+    # Nullable like a table the job creates (spark.range's columns are NOT NULL).
+    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in df.schema.fields])
+    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
+    builder = builder.partitionedBy("event_date")
+    for key, value in LAKE_TABLE_PROPERTIES.items():
+        builder = builder.property(key, value)
+    builder.execute()
+    (
+        df.repartitionByRange(spec.partitions, "event_date")
+        .sortWithinPartitions("id")
+        .write.format("delta")
+        .mode("append")
+        .option("maxRecordsPerFile", spec.rows_per_file)
+        .save(path)
+    )
+    DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
+    table = TableConfig(SCHEMA_NAME, TABLE_NAME, ("id",), ("event_date",))
+    cfg = PipelineConfig(str(curated), str(curated), DmsLayout(), (table,))
+    watermark = parse_hour(LOAD_TS[:13].replace(" ", "T"))
+    TableState(spark, cfg, table).record_full_load("bench-load", watermark, "bench-load")
+
+
+def without_manifest_property(spark, src: Path, dst: Path) -> None:
+    """A copy of a base whose table does not maintain manifests (the blog's and the rewrite's
+    tables: they regenerate the manifest themselves, or not at all)."""
+    copy_tree(src, dst)
+    spark.sql(
+        f"ALTER TABLE delta.`{table_dir(dst)}` UNSET TBLPROPERTIES "
+        "('delta.compatibility.symlinkFormatManifest.enabled')"
+    )
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """A private copy of a lake: data files hard-linked (Delta never changes a data file),
+    everything else copied (logs, manifests and ``_last_checkpoint`` are rewritten in place)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    for root, _, names in os.walk(src):
+        out = dst / Path(root).relative_to(src)
+        out.mkdir(parents=True, exist_ok=True)
+        for n in names:
+            data = (
+                n.endswith(".parquet") or n.endswith(".parquet.crc")
+            ) and "_delta_log" not in root
+            (os.link if data else shutil.copy2)(Path(root) / n, out / n)
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """The live files of a Delta table (from delta-rs: path, bytes, rows, id range)."""
+
+    paths: np.ndarray
+    size: np.ndarray
+    rows: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+
+def files_of(table: Path) -> FileSet:
+    from deltalake import DeltaTable
+
+    t = pa.table(DeltaTable(str(table)).get_add_actions(flatten=True))
+    return FileSet(
+        paths=np.asarray(t.column("path").to_pylist(), dtype=object),
+        size=t.column("size_bytes").to_numpy(),
+        rows=t.column("num_records").to_numpy(),
+        lo=t.column("min.id").to_numpy(),
+        hi=t.column("max.id").to_numpy(),
+    )
+
+
+def live_files(table: Path) -> list[str]:
+    from deltalake import DeltaTable
+
+    return [u.removeprefix("file://") for u in DeltaTable(str(table)).file_uris()]
+
+
+def _scan(paths: list[str]) -> str:
+    listed = ", ".join(f"'{p}'" for p in paths)
+    return f"read_parquet([{listed}], hive_partitioning = true, hive_types_autocast = false)"
+
+
+def fingerprint(table: Path) -> tuple[int, int]:
+    """Row count and an order-free hash sum of the live rows' source columns."""
+    paths = live_files(table)
+    if not paths:
+        return (0, 0)
+    row = duckdb.connect().execute(f"select {FINGERPRINT} from {_scan(paths)}").fetchone()  # noqa: S608 - generated SQL over local paths
+    return int(row[0]), int(row[1] or 0)
+
+
+def expected_fingerprint(base: Path, batch: Batch) -> tuple[int, int]:
+    """The fingerprint the table must have after the batch: base rows whose key the batch
+    does not change, plus the winning change of each key unless it is a delete."""
+    con = duckdb.connect()
+    con.register("changes", batch.changes)
+    con.execute(
+        """create table winners as select * from changes
+            qualify row_number() over (partition by id order by dms_commit_ts desc,
+                                       dms_change_seq desc) = 1"""
+    )
+    scan = _scan(live_files(base))
+    kept = con.execute(
+        f"""select {FINGERPRINT} from {scan} b
+            where not exists (select 1 from winners w where w.id = b.id)"""  # noqa: S608
+    ).fetchone()
+    new = con.execute(f"select {FINGERPRINT} from winners where Op != 'D'").fetchone()  # noqa: S608
+    return int(kept[0]) + int(new[0]), int(kept[1] or 0) + int(new[1] or 0)
+
+
+def rewritten(base: FileSet, after: FileSet, matched_rows: int) -> dict[str, int]:
+    """Files and bytes a commit replaced and added, and the rows it copied unchanged."""
+    removed = ~np.isin(base.paths, after.paths)
+    added = ~np.isin(after.paths, base.paths)
+    return {
+        "files_removed": int(removed.sum()),
+        "files_added": int(added.sum()),
+        "bytes_removed": int(base.size[removed].sum()),
+        "bytes_written": int(after.size[added].sum()),
+        "rows_copied": int(base.rows[removed].sum()) - matched_rows,
+    }
+
+
+def touched(base: FileSet, batch: Batch) -> np.ndarray:
+    """Which base files hold a key the batch updates or deletes (files are key-contiguous,
+    so the id range of each file decides)."""
+    ops = batch.changes.column("Op").to_numpy(zero_copy_only=False)
+    keys = np.unique(batch.changes.column("id").to_numpy()[ops != "I"])
+    first = np.searchsorted(keys, base.lo, side="left")
+    last = np.searchsorted(keys, base.hi, side="right")
+    return last > first
+
+
+@dataclass(frozen=True)
+class Rates:
+    read_bps: float
+    write_bps: float
+
+
+def parquet_rates(files: list[str], scratch: Path, reps: int = 3) -> Rates:
+    """This machine's Parquet read and write rates (bytes of file per second, pyarrow with
+    all cores, snappy like Spark), median of ``reps``, on the given base files."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    size = sum(os.path.getsize(f) for f in files)
+    reads, writes = [], []
+    for i in range(reps):
+        t0 = time.perf_counter()
+        table = pa.concat_tables(pq.read_table(f) for f in files)
+        reads.append(size / (time.perf_counter() - t0))
+        out = scratch / f"rate-{i}.parquet"
+        t0 = time.perf_counter()
+        pq.write_table(table, out, compression="snappy")
+        writes.append(out.stat().st_size / (time.perf_counter() - t0))
+        out.unlink()
+    return Rates(statistics.median(reads), statistics.median(writes))
+
+
+def floor(base: FileSet, batch: Batch, batch_bytes: int, rates: Rates) -> dict[str, float]:
+    """The least any copy-on-write engine must do on this machine: read the batch and every
+    file holding a changed key, and write those files back (less deleted rows, plus the
+    inserted rows at the same bytes per row)."""
+    hit = touched(base, batch)
+    read_bytes = int(base.size[hit].sum())
+    rows = int(base.rows[hit].sum())
+    per_row = read_bytes / rows if rows else float(base.size.sum() / max(base.rows.sum(), 1))
+    rows_after = rows - batch.deleted_keys + batch.inserted_keys
+    write_bytes = int(per_row * rows_after)
+    seconds = (read_bytes + batch_bytes) / rates.read_bps + write_bytes / rates.write_bps
+    return {
+        "files_touched": int(hit.sum()),
+        "bytes_read": read_bytes + batch_bytes,
+        "bytes_written": write_bytes,
+        "seconds": seconds,
+    }

@@ -1,0 +1,298 @@
+"""`make bench`: time one hourly CDC batch by arm, table size, batch size and skew.
+
+    python -m bench.run            # the default matrix (< 10 min on 2 cores)
+    python -m bench.run --quick    # a CI smoke run (tiny tables, one repetition)
+
+Writes ``results.json``, ``results.md`` and ``results.png`` to ``--out`` (bench/results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench import arms, loggrowth, measure, report
+from bench.data import SCHEMA_NAME, TABLE_NAME, BatchSpec, TableSpec, make_batch, write_dms_files
+
+log = logging.getLogger("bench")
+ROOT = Path(__file__).resolve().parents[1]
+SPARK_ARMS = ("job", "blog", "rewrite")
+
+
+@dataclass(frozen=True)
+class Config:
+    table: TableSpec
+    batch: BatchSpec
+    arms: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return f"{self.table.name} {self.batch.name}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    configs: tuple[Config, ...]
+    reps: int
+    log_marks: tuple[int, ...]
+    big: str  # the ratios' 1%-hot configs (large / small table) and the same-size batch
+    small: str
+    same: str
+    notes: tuple[str, ...] = field(default=())
+
+
+ALL = ("job", "blog", "rewrite", "delta-rs")
+
+
+def default_plan() -> Plan:
+    m1, m10 = TableSpec(1_000_000), TableSpec(10_000_000)
+    return Plan(
+        configs=(
+            Config(m1, BatchSpec(0.01, "hot"), ALL),
+            Config(m1, BatchSpec(0.01, "tail"), ("job", "blog")),
+            Config(m1, BatchSpec(0.1, "hot"), ("job", "blog", "delta-rs")),
+            Config(m10, BatchSpec(0.001, "hot"), ("job",)),
+            Config(m10, BatchSpec(0.01, "hot"), ("job", "blog", "delta-rs")),
+        ),
+        reps=3,
+        log_marks=(10, 100, 1000),
+        big="10M 1% hot",
+        small="1M 1% hot",
+        same="10M 0.1% hot",
+        notes=(
+            "- Cut to fit 10 minutes on 2 cores: the full rewrite runs at 1M / 1% hot only "
+            "(it reads and writes the whole table whatever the batch, so 10M costs ~10x); "
+            "0.1% batches run at 10M only (the same 10k changes as 1M 1%, for the "
+            "scaling ratio); 10% and tail batches at 1M only; the blog's approach is left "
+            "out of 10M 0.1% (its MERGE scans the whole table whatever the batch: see 10M 1%).",
+            "- Log growth: the commits between measured runs are written by delta-rs, each "
+            "shaped like an hourly run (data: replace one file; ledger: +60 file records; "
+            "audit: +1 record); the measured runs are the job itself. 1,000 real job runs "
+            "would take over an hour here.",
+        ),
+    )
+
+
+def quick_plan() -> Plan:
+    small = TableSpec(20_000, rows_per_file=1_000)
+    return Plan(
+        configs=(Config(small, BatchSpec(0.01, "hot"), ALL),),
+        reps=1,
+        log_marks=(5, 10),
+        big="20k 1% hot",
+        small="20k 1% hot",
+        same="20k 1% hot",
+        notes=("- Quick (smoke) mode: one tiny table, one repetition; the numbers mean nothing.",),
+    )
+
+
+def write_config(path: Path, raw: Path, curated: Path) -> Path:
+    """The pipeline config of one benchmark lake (one table, partitioned by day)."""
+    import yaml
+
+    doc = {
+        "raw_root": str(raw),
+        "curated_root": str(curated),
+        "dms": {"timestamp_column": "dms_commit_ts", "change_sequence_column": "dms_change_seq"},
+        "tables": [
+            {
+                "schema": SCHEMA_NAME,
+                "name": TABLE_NAME,
+                "primary_key": ["id"],
+                "partition_by": ["event_date"],
+            }
+        ],
+    }
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _uptime() -> str:
+    """Load averages (1, 5, 15 min): the machine may be shared."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _environment() -> dict:
+    import deltalake
+    import pyspark
+
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from importlib.metadata import version
+
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(mem),
+        "platform": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}",
+        "spark": pyspark.__version__,
+        "delta_spark": version("delta-spark"),
+        "deltalake": deltalake.__version__,
+    }
+
+
+class Bench:
+    """Runs a plan in one long-lived Spark session."""
+
+    def __init__(self, spark, plan: Plan, work: Path) -> None:
+        self.spark, self.plan, self.work = spark, plan, work
+        self.bases: dict[str, Path] = {}
+        self.results: list[dict] = []
+        self.floors: dict[str, dict] = {}
+        self.rates: measure.Rates | None = None
+
+    def base(self, spec: TableSpec) -> Path:
+        """The base lake of ``spec`` (built once), and its no-manifest twin ``<base>-plain``."""
+        if spec.name not in self.bases:
+            t0 = time.perf_counter()
+            curated = self.work / "base" / spec.name
+            measure.build_base(self.spark, spec, curated)
+            measure.without_manifest_property(
+                self.spark, curated, curated.with_name(f"{spec.name}-plain")
+            )
+            log.info("base %s built in %.1f s", spec.name, time.perf_counter() - t0)
+            self.bases[spec.name] = curated
+            if self.rates is None or spec.rows > 1_000_000:
+                newest = sorted(measure.live_files(measure.table_dir(curated)))[-20:]
+                self.rates = measure.parquet_rates(newest, self.work / "scratch")
+        return self.bases[spec.name]
+
+    def config(self, cfg: Config) -> None:
+        base = self.base(cfg.table)
+        batch = make_batch(cfg.table, cfg.batch)
+        raw = self.work / "raw" / cfg.name.replace(" ", "_").replace("%", "pct")
+        shutil.rmtree(raw, ignore_errors=True)
+        files = write_dms_files(batch, raw / SCHEMA_NAME / TABLE_NAME)
+        batch_bytes = sum(f.stat().st_size for f in files)
+        expected = measure.expected_fingerprint(measure.table_dir(base), batch)
+        base_files = measure.files_of(measure.table_dir(base))
+        assert self.rates is not None
+        floor = measure.floor(base_files, batch, batch_bytes, self.rates)
+        self.floors[cfg.name] = floor
+        matched = batch.updated_keys + batch.deleted_keys
+        for arm in cfg.arms:
+            reps, error = [], None
+            for i in range(self.plan.reps):
+                curated = self.work / "rep"
+                plain = arm in ("blog", "rewrite")
+                measure.copy_tree(base.with_name(f"{base.name}-plain") if plain else base, curated)
+                table = measure.table_dir(curated)
+                group = f"bench-{len(self.results)}-{i}"
+                self.spark.sparkContext.setJobGroup(group, f"{cfg.name} {arm}")
+                try:
+                    phases = self._run(arm, raw, curated, table, files)
+                except Exception as exc:  # noqa: BLE001 - a failing arm is reported, not fatal
+                    log.exception("%s / %s failed", cfg.name, arm)
+                    error = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+                    break
+                got = measure.fingerprint(table)
+                if got != expected:
+                    error = f"wrong: {got[0]} rows (expected {expected[0]}) or different values"
+                    break
+                jobs = len(self.spark.sparkContext.statusTracker().getJobIdsForGroup(group))
+                rw = measure.rewritten(base_files, measure.files_of(table), matched)
+                reps.append({"phases": phases, "rewrite": rw, "spark_jobs": jobs})
+                log.info("%s / %s rep %d: %.2f s", cfg.name, arm, i + 1, sum(phases.values()))
+            rec: dict = {"config": cfg.name, "arm": arm, "rows": cfg.table.rows}
+            if error:
+                rec.update(status="wrong" if error.startswith("wrong") else "failed", error=error)
+            else:
+                stats = report.summarize(reps)
+                rec.update(status="ok", **stats, rewrite=reps[-1]["rewrite"], floor=floor)
+                rec["keys_per_s"] = batch.unique_keys / stats["median_s"]
+                rec["reps_s"] = [round(sum(r["phases"].values()), 3) for r in reps]
+                rec["spark_jobs"] = reps[-1]["spark_jobs"]
+            self.results.append(rec)
+
+    def _run(self, arm: str, raw: Path, curated: Path, table: Path, files: list[Path]) -> dict:
+        hour = files[0].parent
+        if arm == "job":
+            cfg_path = write_config(self.work / "pipeline.yaml", raw, curated)
+            return arms.ours(self.spark, cfg_path, self.work / "summary.json")
+        if arm == "blog":
+            return arms.blog(self.spark, str(table), hour)
+        if arm == "rewrite":
+            return arms.rewrite(self.spark, str(table), hour)
+        if arm == "delta-rs":
+            return arms.delta_rs(str(table), files)
+        raise ValueError(arm)
+
+
+def _session():
+    from cdclake.session import build_session
+
+    return build_session("local", app_name="cdclake-bench")
+
+
+def run(plan: Plan, out: Path, work: Path, mode: str, stop: bool = True) -> dict:
+    """Run ``plan`` and write results.{json,md,png} to ``out``; returns the document.
+    ``stop``: stop the Spark session at the end (not when it is borrowed, as in tests)."""
+    started = datetime.now(UTC)
+    load_before = _uptime()
+    t_all = time.perf_counter()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    os.environ.setdefault("CDCLAKE_DRIVER_MEMORY", "4g")
+    os.environ.setdefault("CDCLAKE_WAREHOUSE_DIR", str(work / "warehouse"))
+    t0 = time.perf_counter()
+    spark = _session()
+    spark.range(1).count()
+    jvm_s = time.perf_counter() - t0
+    bench = Bench(spark, plan, work)
+    for cfg in plan.configs:
+        bench.config(cfg)
+    log_growth = loggrowth.run(spark, work / "loggrowth", plan.log_marks, plan.reps)
+    assert bench.rates is not None
+    doc = {
+        "started_at": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "mode": mode,
+        "environment": _environment(),
+        "jvm_startup_s": jvm_s,
+        "rates": {"read_bps": bench.rates.read_bps, "write_bps": bench.rates.write_bps},
+        "floors": bench.floors,
+        "results": bench.results,
+        "log_growth": log_growth,
+        "ratios": report.ratios(bench.results, log_growth, plan.big, plan.small, plan.same),
+        "notes": list(plan.notes),
+    }
+    if stop:
+        spark.stop()
+    doc["environment"]["load_before"] = load_before
+    doc["environment"]["load_after"] = _uptime()
+    doc["wall_s"] = time.perf_counter() - t_all
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (out / "results.md").write_text(report.markdown(doc))
+    report.chart(doc, out / "results.png")
+    return doc
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="CI smoke run: tiny tables, 1 rep")
+    p.add_argument("--out", type=Path, help="results folder (default bench/results[/quick])")
+    p.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="scratch folder")
+    args = p.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("cdclake").setLevel(logging.WARNING)
+    plan = quick_plan() if args.quick else default_plan()
+    out = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "")
+    doc = run(plan, out, args.work, "quick" if args.quick else "default")
+    table = report.markdown(doc).split("## Per arm")[0]
+    sys.stdout.write(table + f"\nresults in {out}\n")
+    bad = [r for r in doc["results"] if r["arm"] == "job" and r["status"] != "ok"]
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

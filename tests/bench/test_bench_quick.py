@@ -1,0 +1,34 @@
+"""Smoke test of `make bench`: the quick matrix runs end to end in the test session's Spark,
+every arm's result matches the expected table, and the outputs have their structure.
+Timings are never asserted."""
+
+import json
+
+from bench import run as bench_run
+from bench.arms import PHASES
+
+
+def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_run, "_session", lambda: spark)
+    out = tmp_path / "results"
+    doc = bench_run.run(bench_run.quick_plan(), out, tmp_path / "work", "quick", stop=False)
+
+    assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "results.png"}
+    assert json.loads((out / "results.json").read_text())["ratios"] == doc["ratios"]
+    arms = {r["arm"]: r for r in doc["results"]}
+    assert set(arms) == {"job", "blog", "rewrite", "delta-rs"}
+    for rec in arms.values():
+        assert rec["status"] == "ok", rec
+        assert set(rec["phases_median_s"]) == set(PHASES)
+        assert rec["rewrite"]["files_added"] >= 1
+    assert set(doc["ratios"]) == {
+        "job_vs_blog_10M_1pct_hot",
+        "bytes_rewritten_vs_floor",
+        "job_vs_floor",
+        "time_10M_vs_1M_same_batch",
+        "commit_1000_vs_10",
+    }
+    assert all(r["value"] is not None for r in doc["ratios"].values())
+    assert set(doc["log_growth"]["per_run"]) == {"5", "10"}
+    md = (out / "results.md").read_text()
+    assert "## Ratios" in md and "| job |" not in md.split("## Per arm")[0]
