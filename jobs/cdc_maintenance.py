@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
             log.exception("%s: maintenance failed", table.qualified_name)
             rec = new_record(run_id, table, args.now, args.dry_run)
-            rec.update(status="failed", error=f"{type(exc).__name__}: {exc}"[:4000])
+            rec.update(status="failed", error=error_text(exc)[:4000])
         records.append(rec)
         log.info("summary %s", json.dumps(rec, default=str, sort_keys=True))
     if args.summary_json:
@@ -114,6 +114,18 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         f" ({', '.join(failed)})" if failed else "",
     )
     return EXIT_TABLE_FAILED if failed else EXIT_OK
+
+
+def error_text(exc: BaseException) -> str:
+    """The failure as one readable line: for a JVM error, the Java exception (py4j's own
+    message is only "An error occurred while calling ...")."""
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            return f"{type(exc).__name__}: {java.toString()}"
+        except Exception:  # noqa: BLE001, S110 - fall back to Python's text
+            pass
+    return f"{type(exc).__name__}: {exc}"
 
 
 if __name__ == "__main__":

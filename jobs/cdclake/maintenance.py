@@ -20,6 +20,10 @@ is expired, replaying such a change finds neither a row nor a tombstone and inse
 again. Tombstones must therefore outlive every hour that can still be re-applied: keep raw files
 (or permitted backfills) for less time than ``tombstone_retention_days``.
 
+Run it when the hourly merge of the same tables is not running: OPTIMIZE and a MERGE that
+touch the same partition conflict in Delta's optimistic concurrency, and one of them fails
+(safe, but a failed hour must then be retried).
+
 Everything is idempotent: a rerun finds one file per compacted partition (OPTIMIZE commits
 nothing), nothing left to vacuum and no rows older than the cutoffs. ``now`` is a parameter, so
 a rerun of a scheduled day uses the same cutoffs; only VACUUM uses the wall clock (Delta's).
@@ -32,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -77,14 +81,22 @@ class Cutoffs:
     quarantine_before: datetime
 
 
-def cutoffs(now: datetime, settings: MaintenanceConfig) -> Cutoffs:
-    """``now`` must be timezone-aware (UTC)."""
+def cutoffs(
+    now: datetime, settings: MaintenanceConfig, wall_clock: datetime | None = None
+) -> Cutoffs:
+    """The run's cutoffs; ``now`` must be timezone-aware (UTC).
+
+    Expiry never looks past ``wall_clock``: a ``--now`` in the future (a typo, a wrong
+    template) must not delete tombstones that are still inside their retention. Compaction may
+    (it only ever narrows what is compacted).
+    """
     if now.tzinfo is None:
         raise ValueError("'now' must be timezone-aware")
+    expiry_now = min(now, wall_clock) if wall_clock is not None else now
     return Cutoffs(
         compact_since=now - timedelta(days=settings.compact_recent_days),
-        tombstones_before=now - timedelta(days=settings.tombstone_retention_days),
-        quarantine_before=now - timedelta(days=settings.quarantine_retention_days),
+        tombstones_before=expiry_now - timedelta(days=settings.tombstone_retention_days),
+        quarantine_before=expiry_now - timedelta(days=settings.quarantine_retention_days),
     )
 
 
@@ -317,7 +329,14 @@ def maintain_table(
 ) -> dict[str, Any]:
     """Run the four steps on one table; returns its summary record (raises on failure)."""
     settings = cfg.maintenance
-    cut = cutoffs(now, settings)
+    wall_clock = datetime.now(UTC)
+    if now > wall_clock:
+        log.warning(
+            "%s: --now %s is in the future; expiry uses the wall clock",
+            table.qualified_name,
+            now.isoformat(),
+        )
+    cut = cutoffs(now, settings, wall_clock)
     rec = new_record(run_id, table, now, dry_run)
     clock = _Clock()
     started = time.monotonic()

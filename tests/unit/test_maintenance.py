@@ -20,6 +20,11 @@ def test_cutoffs_are_derived_from_now():
         tombstones_before=NOW - timedelta(days=10),
         quarantine_before=NOW - timedelta(days=90),
     )
+    # A future --now never expires more than the wall clock allows.
+    clamped = cutoffs(NOW + timedelta(days=5), MaintenanceConfig(), wall_clock=NOW)
+    assert clamped.compact_since == NOW + timedelta(days=2)
+    assert clamped.tombstones_before == NOW - timedelta(days=30)
+    assert clamped.quarantine_before == NOW - timedelta(days=90)
     with pytest.raises(ValueError, match="timezone-aware"):
         cutoffs(datetime(2026, 11, 23), MaintenanceConfig())
 
