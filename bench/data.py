@@ -2,9 +2,9 @@
 
 The table: ``id`` (primary key), ``event_date`` (partition, correlated with the key: ids are
 spread over ``partitions`` consecutive days, newest day = highest ids), and a few payload
-columns that are pure functions of the id, so the base table never has to be shipped from
-Python to the JVM. The base is written straight into the shape the job's full load leaves
-(bookkeeping columns, ledger watermark) because a 10M-row full load is not what is measured.
+columns that are pure functions of the id. The base is written straight into the shape the
+job's full load leaves (bookkeeping columns, ledger watermark): a 10M-row full load is not
+what is measured.
 
 A batch is one hour folder of CDC files: 70% updates, 20% inserts, 10% deletes of
 ``fraction * rows`` change records; some keys are updated several times and some updated
@@ -43,7 +43,7 @@ SOURCE_TYPES = {
 class TableSpec:
     rows: int
     partitions: int = 16
-    rows_per_file: int = 31_250  # ~1 MB files: 2 per partition at 1M, 20 at 10M
+    file_bytes: int = 1_000_000  # ~1 MB files: ~2 per partition at 1M, ~20 at 10M
 
     @property
     def name(self) -> str:
@@ -73,31 +73,6 @@ def date_of(ids: np.ndarray, spec: TableSpec) -> np.ndarray:
 def date_strings(index: np.ndarray) -> np.ndarray:
     days = [f"{START_DATE + timedelta(days=int(i)):%Y-%m-%d}" for i in range(int(index.max()) + 1)]
     return np.asarray(days, dtype=object)[index]
-
-
-def base_columns_sql(spec: TableSpec) -> dict[str, str]:
-    """Spark SQL expressions of the base table's columns over ``spark.range`` (``id``).
-
-    Must agree with :func:`payload` for the row values updates start from.
-    """
-    statuses = ", ".join(f"'{s}'" for s in STATUSES)
-    return {
-        "id": "id",
-        "event_date": (
-            f"date_format(date_add(date'{START_DATE:%Y-%m-%d}', "
-            f"cast(least(id * {spec.partitions} div {spec.rows}, {spec.partitions - 1}) as int)),"
-            " 'yyyy-MM-dd')"
-        ),
-        "customer_id": "cast(id * 7919 % 100000 as int)",
-        "amount": "cast(id * 31 % 100000 as double) / 100.0",
-        "status": f"element_at(array({statuses}), cast(id % 4 as int) + 1)",
-        "note": "concat('order-', cast(id as string))",
-        "_cdc_op": "'I'",
-        "_cdc_commit_ts": f"timestamp'{LOAD_TS}'",
-        "_cdc_change_seq": f"'{'0' * SEQ_WIDTH}'",
-        "_cdc_source_file": "'LOAD00000001.parquet'",
-        "_cdc_row_pos": "id",
-    }
 
 
 @dataclass(frozen=True)

@@ -90,7 +90,7 @@ class _Filler:
 
 def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:
     """Per-run time of the job at each commit count in ``marks`` (median/min/max of reps)."""
-    spec = TableSpec(rows=16_000, rows_per_file=1_000)
+    spec = TableSpec(rows=16_000, file_bytes=20_000)
     curated, raw = work / "curated", work / "raw"
     build_base(spark, spec, curated)
     hour_no = 0

@@ -8,14 +8,25 @@ import shutil
 import statistics
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from bench.data import LOAD_TS, SCHEMA_NAME, SOURCE_COLUMNS, TABLE_NAME, Batch, TableSpec
+from bench.data import (
+    LOAD_TS,
+    SCHEMA_NAME,
+    SEQ_WIDTH,
+    SOURCE_COLUMNS,
+    TABLE_NAME,
+    Batch,
+    TableSpec,
+    date_strings,
+)
 
 FINGERPRINT = f"count(*) as n, sum(hash({', '.join(SOURCE_COLUMNS)})::hugeint) as h"
 
@@ -24,37 +35,79 @@ def table_dir(curated: Path) -> Path:
     return curated / SCHEMA_NAME / TABLE_NAME
 
 
-def build_base(spark, spec: TableSpec, curated: Path) -> None:
-    """Write the table a full load of ``spec`` leaves: the lake table (key-contiguous files,
-    ``rows_per_file`` rows each, manifests on) and the ledger's full-load record."""
-    from delta.tables import DeltaTable
-    from pyspark.sql import functions as F
-    from pyspark.sql import types as T
+def base_batches(spec: TableSpec) -> pa.RecordBatchReader:
+    """The base table's rows, one record batch per day (same values as
+    :func:`bench.data.payload`), with the bookkeeping columns a full load leaves."""
+    from bench.data import STATUSES, date_of
 
-    from bench.data import base_columns_sql
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("customer_id", pa.int32()),
+            ("amount", pa.float64()),
+            ("status", pa.string()),
+            ("note", pa.string()),
+            ("_cdc_op", pa.string()),
+            ("_cdc_commit_ts", pa.timestamp("us", tz="UTC")),
+            ("_cdc_change_seq", pa.string()),
+            ("_cdc_source_file", pa.string()),
+            ("_cdc_row_pos", pa.int64()),
+            ("event_date", pa.string()),
+        ]
+    )
+    days = date_strings(np.arange(spec.partitions))
+    load_ts = datetime.fromisoformat(LOAD_TS).replace(tzinfo=UTC)
+
+    def batches():
+        bounds = np.searchsorted(date_of(np.arange(spec.rows), spec), np.arange(spec.partitions))
+        for day, lo in enumerate(bounds):
+            hi = bounds[day + 1] if day + 1 < len(bounds) else spec.rows
+            ids = np.arange(lo, hi, dtype=np.int64)
+            n = len(ids)
+            status = pa.DictionaryArray.from_arrays(
+                pa.array(ids % 4, pa.int8()), pa.array(STATUSES)
+            ).cast(pa.string())
+            yield pa.record_batch(
+                [
+                    pa.array(ids),
+                    pa.array((ids * 7919 % 100000).astype(np.int32)),
+                    pa.array((ids * 31 % 100000).astype(np.float64) / 100.0),
+                    status,
+                    pc.binary_join_element_wise("order-", pc.cast(pa.array(ids), pa.string()), ""),
+                    pa.array(["I"] * n, pa.string()),
+                    pa.array([load_ts] * n, pa.timestamp("us", tz="UTC")),
+                    pa.array(["0" * SEQ_WIDTH] * n, pa.string()),
+                    pa.array(["LOAD00000001.parquet"] * n, pa.string()),
+                    pa.array(ids),
+                    pa.array([days[day]] * n, pa.string()),
+                ],
+                schema=schema,
+            )
+
+    return pa.RecordBatchReader.from_batches(schema, batches())
+
+
+def build_base(spark, spec: TableSpec, curated: Path) -> None:
+    """Write the table a full load of ``spec`` leaves: the lake table (key-contiguous files of
+    about ``file_bytes``, manifests on) and the ledger's full-load record.
+
+    delta-rs writes the rows (10M rows take Spark minutes on 2 cores and are not what is
+    measured); Spark sets the lake properties, writes the manifest and the ledger.
+    """
+    from delta.tables import DeltaTable
+    from deltalake import write_deltalake
+
     from cdclake.config import DmsLayout, PipelineConfig, TableConfig
     from cdclake.layout import parse_hour
     from cdclake.session import LAKE_TABLE_PROPERTIES
     from cdclake.state import TableState
 
     path = str(table_dir(curated))
-    exprs = base_columns_sql(spec)
-    df = spark.range(spec.rows).select(*(F.expr(e).alias(c) for c, e in exprs.items()))
-    # Nullable like a table the job creates (spark.range's columns are NOT NULL).
-    schema = T.StructType([T.StructField(f.name, f.dataType, True) for f in df.schema.fields])
-    builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(schema)
-    builder = builder.partitionedBy("event_date")
-    for key, value in LAKE_TABLE_PROPERTIES.items():
-        builder = builder.property(key, value)
-    builder.execute()
-    (
-        df.repartitionByRange(spec.partitions, "event_date")
-        .sortWithinPartitions("id")
-        .write.format("delta")
-        .mode("append")
-        .option("maxRecordsPerFile", spec.rows_per_file)
-        .save(path)
+    write_deltalake(
+        path, base_batches(spec), partition_by=["event_date"], target_file_size=spec.file_bytes
     )
+    props = ", ".join(f"'{k}' = '{v}'" for k, v in LAKE_TABLE_PROPERTIES.items())
+    spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({props})")
     DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
     table = TableConfig(SCHEMA_NAME, TABLE_NAME, ("id",), ("event_date",))
     cfg = PipelineConfig(str(curated), str(curated), DmsLayout(), (table,))
