@@ -142,3 +142,34 @@ def _config(work: Path, raw: Path, curated: Path) -> Path:
     from bench.run import write_config
 
     return write_config(work / "pipeline.yaml", raw, curated)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure log growth alone (in its own Spark session) and write it as JSON."""
+    import argparse
+    import json
+    import shutil
+
+    from bench.run import ROOT, _session, default_plan, quick_plan
+
+    p = argparse.ArgumentParser(prog="bench.loggrowth", description=main.__doc__)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, required=True, help="JSON file to write")
+    p.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "loggrowth-solo")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("cdclake").setLevel(logging.WARNING)
+    plan = quick_plan() if args.quick else default_plan()
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    doc = run(_session(), args.work, plan.log_marks, plan.reps)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2))
+    tmp.rename(args.out)  # the main run waits for the file: appear whole or not at all
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

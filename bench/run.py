@@ -246,9 +246,13 @@ def _session():
     return build_session("local", app_name="cdclake-bench")
 
 
-def run(plan: Plan, out: Path, work: Path, mode: str, stop: bool = True) -> dict:
+def run(
+    plan: Plan, out: Path, work: Path, mode: str, stop: bool = True, log_json: Path | None = None
+) -> dict:
     """Run ``plan`` and write results.{json,md,png} to ``out``; returns the document.
-    ``stop``: stop the Spark session at the end (not when it is borrowed, as in tests)."""
+    ``stop``: stop the Spark session at the end (not when it is borrowed, as in tests).
+    ``log_json``: take the log-growth part from this file, written by a parallel
+    ``python -m bench.loggrowth`` (waited for), instead of running it here."""
     started = datetime.now(UTC)
     load_before = _uptime()
     t_all = time.perf_counter()
@@ -263,7 +267,13 @@ def run(plan: Plan, out: Path, work: Path, mode: str, stop: bool = True) -> dict
     bench = Bench(spark, plan, work)
     for cfg in plan.configs:
         bench.config(cfg)
-    log_growth = loggrowth.run(spark, work / "loggrowth", plan.log_marks, plan.reps)
+    if log_json is None:
+        log_growth = loggrowth.run(spark, work / "loggrowth", plan.log_marks, plan.reps)
+    else:
+        while not log_json.exists():
+            log.info("waiting for %s", log_json)
+            time.sleep(10)
+        log_growth = json.loads(log_json.read_text())
     assert bench.rates is not None
     doc = {
         "started_at": f"{started:%Y-%m-%dT%H:%M:%SZ}",
@@ -302,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="CI smoke run: tiny tables, 1 rep")
     p.add_argument("--out", type=Path, help="results folder (default bench/results[/quick])")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="scratch folder")
+    p.add_argument("--log-growth-json", type=Path, help="log growth measured by bench.loggrowth")
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -310,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("cdclake").setLevel(logging.WARNING)
     plan = quick_plan() if args.quick else default_plan()
     out = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "")
-    doc = run(plan, out, args.work, "quick" if args.quick else "default")
+    mode = "quick" if args.quick else "default"
+    doc = run(plan, out, args.work, mode, log_json=args.log_growth_json)
     table = report.markdown(doc).split("## Per arm")[0]
     sys.stdout.write(table + f"\nresults in {out}\n")
     bad = [r for r in doc["results"] if r["arm"] == "job" and r["status"] != "ok"]
