@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from airflow.exceptions import AirflowFailException
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
@@ -69,8 +70,14 @@ class CdcEmrServerlessStartJobOperator(EmrServerlessStartJobOperator):
     def _earlier_runs(self) -> list[dict[str, Any]]:
         conn = EmrServerlessHook(aws_conn_id=self.aws_conn_id).conn
         runs: list[dict[str, Any]] = []
-        for page in conn.get_paginator("list_job_runs").paginate(applicationId=self.application_id):
-            runs += [r for r in page.get("jobRuns", []) if r.get("name") == self.name]
+        pages = conn.get_paginator("list_job_runs").paginate(applicationId=self.application_id)
+        try:
+            for page in pages:
+                runs += [r for r in page.get("jobRuns", []) if r.get("name") == self.name]
+        except conn.exceptions.ResourceNotFoundException:
+            # Nothing to find (moto answers this for an application without runs); a missing
+            # application fails StartJobRun next with AWS's own message.
+            return []
         return runs
 
 
@@ -213,11 +220,6 @@ def maintain(s: DagSettings, planned: Any) -> Any:
 
 
 # ---- catalog and checks ---------------------------------------------------------------------
-def aws_session(s: DagSettings) -> Any:
-    """A boto3 session from the Airflow AWS connection (keys, role, region, endpoint)."""
-    from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-
-    return AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="glue").get_session()
 
 
 class AthenaCheckOperator(AthenaOperator):
@@ -240,10 +242,10 @@ def register_catalog(s: DagSettings, planned: Any) -> Any:
     def register(tables: list[str]) -> list[dict[str, Any]]:
         from cdclake.catalog import register_tables
 
-        session = aws_session(s)
-        return register_tables(
-            s.pipeline, tables, target="glue", glue=session.client("glue"), s3=session.client("s3")
-        )
+        # Clients from the connection (credentials, region, endpoint_url), not a bare session.
+        glue = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="glue").conn
+        s3 = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="s3").conn
+        return register_tables(s.pipeline, tables, target="glue", glue=glue, s3=s3)
 
     return register(planned["tables"])
 

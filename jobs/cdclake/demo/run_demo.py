@@ -1,21 +1,25 @@
-"""The demo driver behind ``make run``: generate the demo source, run the job the way the hourly
-scheduler would, and check that the lake ends up equal to the source.
+"""The demo driver behind ``make run``: generate the demo source and drive the local target of
+the Airflow DAGs through ``dag.test()``, then check that the lake equals the source.
 
     python -m cdclake.demo.run_demo --config conf/pipeline.yaml [--hours N] [--keep]
 
-Steps (each job run is a separate ``python jobs/cdc_merge.py ...`` process, like a scheduler's):
+Steps (each DAG run is an in-process ``dag.test()``; each job inside it a local ``spark-submit``
+of the same entry script EMR Serverless runs):
 
-1. wipe ``raw_root`` and ``curated_root`` (local paths only; ``--keep`` skips this);
-2. write the files that have landed when the last LOAD file lands, run ``--load full``;
-3. for each CDC hour H: write the files landed by H + 1h + 2 min (the DAG's grace period), run
-   ``--load incremental --until H+1h``;
-4. write every file (late ones included), run a catch-up ``--until <end hour>``;
-5. backfill one middle hour (``--since H --until H+1h``): must change nothing;
-6. print each run's per-table summary, then compare every lake table (live columns, types and
+1. wipe ``raw_root``, ``curated_root`` and the demo's Airflow home (local paths only; ``--keep``
+   keeps them); migrate a fresh SQLite Airflow database;
+2. ``cdclake_full_load``: the demo's full load lands, the job replaces the tables;
+3. ``cdclake_hourly`` for each CDC hour H (data interval ``[H, H+1h)``) and one more hour after
+   the last, so files that land late are caught up: the hour's files land (everything DMS has
+   written by the end of the grace period), the job merges ``--until H+1h``, the tables are
+   registered in the local catalog and validated;
+4. a backfill of one earlier hour (``reprocess=true``: ``--since H --until H+1h``), which must
+   change nothing;
+5. print each run's per-table summary, then compare every lake table (live columns, types and
    rows) with the generator's expected state: PASS/FAIL per table.
 
-Exit status: 0 when every run succeeded, the backfill changed nothing and every table matches;
-1 otherwise; 2 for bad arguments or config.
+Exit status: 0 when every DAG run succeeded, the backfill changed nothing and every table
+matches; 1 otherwise; 2 for bad arguments or config.
 """
 
 from __future__ import annotations
@@ -41,25 +45,27 @@ from cdclake.demo.generator import DemoSource
 log = logging.getLogger("cdclake.demo")
 
 REPO = Path(__file__).resolve().parents[3]
-ENTRY = "jobs/cdc_merge.py"  # relative to REPO, as the scheduler passes it
 GRACE = timedelta(minutes=2)
 HOUR = timedelta(hours=1)
-RUNS_DIR = "_demo_runs"  # per-run summary JSON and job logs, under curated_root
-LOG_TAIL = 40
 
 
 @dataclass
 class RunResult:
     label: str
-    args: list[str]
-    exit_code: int
+    dag_id: str
+    run_id: str
+    state: str
     seconds: float
     records: list[dict[str, Any]] = field(default_factory=list)
-    log_path: Path | None = None
+    failed_tasks: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return self.exit_code == 0 and all(r.get("status") != "failed" for r in self.records)
+        return self.state == "success" and all(r.get("status") != "failed" for r in self.records)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
 
 
 @dataclass
@@ -111,74 +117,77 @@ def wipe(root: Path) -> None:
         shutil.rmtree(root)
 
 
-def job_env() -> dict[str, str]:
-    """The caller's environment, with the job's import path guaranteed on PYTHONPATH."""
-    env = dict(os.environ)
-    parts = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    for needed in (str(REPO / "jobs"), str(REPO)):
-        if needed not in parts:
-            parts.append(needed)
-    env["PYTHONPATH"] = os.pathsep.join(parts)
-    return env
-
-
 def hour_arg(t: datetime) -> str:
     return f"{t.astimezone(UTC):%Y-%m-%dT%H}"
 
 
-# ---- job runs --------------------------------------------------------------------------------
-class Runner:
-    """Runs ``jobs/cdc_merge.py`` as separate processes and keeps their summaries."""
+# ---- DAG runs --------------------------------------------------------------------------------
+def airflow_env(config_path: Path, airflow_home: Path, options: dict[str, Any]) -> dict[str, str]:
+    """Settings of the local target (set before Airflow is imported: it reads them then)."""
+    return {
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        # Task logs go to the job log files and summaries; keep the console to the report.
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "AIRFLOW__CDCLAKE__TARGET": "local",
+        "AIRFLOW__CDCLAKE__PIPELINE_CONFIG": str(config_path),
+        "AIRFLOW__CDCLAKE__GRACE_MINUTES": str(int(GRACE.total_seconds() // 60)),
+        "AIRFLOW__CDCLAKE__DEMO_OPTIONS": json.dumps(options, default=str),
+        # A failed task fails the demo at once; retries would only repeat the same error.
+        "AIRFLOW__CDCLAKE__RETRIES": "0",
+    }
 
-    def __init__(self, config_path: Path, runs_dir: Path) -> None:
-        self.config_path = config_path
-        self.runs_dir = runs_dir
-        self.env = job_env()
+
+def migrate_airflow_db(env: dict[str, str]) -> None:
+    airflow = str(Path(sys.executable).parent / "airflow")
+    log.info("migrating the demo's Airflow database in %s", env["AIRFLOW_HOME"])
+    subprocess.run(  # noqa: S603 - Airflow's own CLI, fixed arguments
+        [airflow, "db", "migrate"],
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+class DagRunner:
+    """Runs the DAGs of ``dags/`` with ``dag.test()`` and keeps each run's job summaries."""
+
+    def __init__(self) -> None:
+        if str(REPO / "dags") not in sys.path:
+            sys.path.insert(0, str(REPO / "dags"))
+        from airflow.models.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        if bag.import_errors:
+            raise RuntimeError(f"DAG import errors: {bag.import_errors}")
+        self.dags = bag.dags
         self.results: list[RunResult] = []
 
-    def run(self, label: str, *args: str) -> RunResult:
-        n = len(self.results) + 1
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        summary_path = self.runs_dir / f"{n:02d}-{label}.json"
-        log_path = self.runs_dir / f"{n:02d}-{label}.log"
-        summary_path.unlink(missing_ok=True)
-        cmd = [
-            sys.executable,
-            ENTRY,
-            "--config",
-            str(self.config_path),
-            *args,
-            "--run-id",
-            f"demo-{n:02d}-{label}",
-            "--summary-json",
-            str(summary_path),
-        ]
-        log.info("run %d %s: %s", n, label, " ".join(cmd[1:]))
+    def run(
+        self, label: str, dag_id: str, logical_date: datetime, conf: dict | None = None
+    ) -> RunResult:
+        from cdclake_dags.local import summary_path
+        from cdclake_dags.settings import load_settings
+
+        dag = self.dags[dag_id]
+        log.info("DAG run %s: %s at %s %s", label, dag_id, logical_date.isoformat(), conf or "")
         started = time.monotonic()
-        with open(log_path, "w") as out:
-            proc = subprocess.run(  # noqa: S603 - our own entry script, fixed arguments
-                cmd, cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False
-            )
+        dr = dag.test(logical_date=logical_date, run_conf=conf or {})
         seconds = time.monotonic() - started
-        records: list[dict[str, Any]] = []
-        if summary_path.exists():
-            records = json.loads(summary_path.read_text())
-        result = RunResult(label, list(args), proc.returncode, seconds, records, log_path)
+        tis = dr.get_task_instances()
+        failed = sorted(ti.task_id for ti in tis if ti.state not in ("success", "skipped"))
+        path = summary_path(load_settings(), dag_id, dr.run_id, "merge")
+        records = json.loads(path.read_text()) if path.exists() else []
+        result = RunResult(label, dag_id, dr.run_id, str(dr.state), seconds, records, failed)
         self.results.append(result)
         for rec in records:
             log.info("  %s", summary_line(rec))
-        if not result.ok:
-            tail = log_path.read_text().splitlines()[-LOG_TAIL:]
-            log.error(
-                "run %d %s failed (exit %d); last lines of %s:\n%s",
-                n,
-                label,
-                proc.returncode,
-                log_path,
-                "\n".join(tail),
-            )
+        if result.ok:
+            log.info("DAG run %s: success in %.1f s", label, seconds)
         else:
-            log.info("run %d %s: exit 0 in %.1f s", n, label, seconds)
+            log.error("DAG run %s: %s; tasks not successful: %s", label, dr.state, failed)
         return result
 
 
@@ -378,47 +387,36 @@ def run(
         len(hours),
         json.dumps(src.summary(), sort_keys=True),
     )
-    runner = Runner(config_path, curated / RUNS_DIR)
+    airflow_home = curated.parent / "airflow"
+    if not args.keep:
+        wipe(airflow_home)
+    env = airflow_env(config_path, airflow_home, src_options(args))
+    os.environ.update(env)
+    migrate_airflow_db(env)
+    runner = DagRunner()
     t0 = time.monotonic()
 
-    def land(until: datetime) -> None:
-        written = src.write_landed(until)
-        kinds: dict[str, int] = {}
-        for d in written:
-            kinds[d.kind] = kinds.get(d.kind, 0) + 1
-        log.info("landed by %s: %d file(s) %s", until.isoformat(), len(written), kinds)
-
-    land(src.load_landed_at)
-    runner.run("full", "--load", "full")
-    for h in hours:
-        land(h + HOUR + GRACE)
-        runner.run(f"hour-{h:%H}", "--load", "incremental", "--until", hour_arg(h + HOUR))
-    land(datetime.max.replace(tzinfo=UTC))
-    runner.run("catch-up", "--load", "incremental", "--until", hour_arg(src.end))
+    # A manual run's "logical date"; its checks judge freshness at that time.
+    runner.run("full", "cdclake_full_load", src.task_start + HOUR)
+    # dag.test() infers the data interval that ends at the logical date: [H, H+1h).
+    for h in [*hours, src.end]:
+        runner.run(f"hour-{h:%H}", "cdclake_hourly", h + HOUR)
     index = len(hours) // 2 if args.backfill_hour is None else args.backfill_hour
     bh = hours[index]
-    backfill = runner.run(
-        f"backfill-{bh:%H}",
-        "--load",
-        "incremental",
-        "--since",
-        hour_arg(bh),
-        "--until",
-        hour_arg(bh + HOUR),
-    )
+    backfill = runner.run(f"backfill-{bh:%H}", "cdclake_hourly", bh + HOUR, {"reprocess": True})
     runs_seconds = time.monotonic() - t0
 
     _emit()
-    _emit(f"Job runs ({len(runner.results)}, {runs_seconds:.0f} s; logs in {runner.runs_dir}):")
+    _emit(f"DAG runs ({len(runner.results)}, {runs_seconds:.0f} s; job logs in {curated}/_runs):")
     _emit(runs_table(runner.results))
-    failed_runs = [r.label for r in runner.results if not r.ok]
+    failed_runs = [f"{r.label} ({', '.join(r.failed_tasks)})" for r in runner.results if not r.ok]
 
     changed = [
         rec["table"]
         for rec in backfill.records
         if rec.get("rows_inserted") or rec.get("rows_updated") or rec.get("rows_deleted")
     ]
-    backfill_ok = backfill.ok and not changed
+    backfill_ok = backfill.ok and bool(backfill.records) and not changed
     _emit()
     _emit(
         f"Backfill of hour {hour_arg(bh)}: "
@@ -448,8 +446,10 @@ def run(
             "runs": [
                 {
                     "label": r.label,
-                    "args": r.args,
-                    "exit_code": r.exit_code,
+                    "dag_id": r.dag_id,
+                    "run_id": r.run_id,
+                    "state": r.state,
+                    "failed_tasks": r.failed_tasks,
                     "seconds": round(r.seconds, 1),
                     "records": r.records,
                 }
@@ -469,6 +469,20 @@ def run(
         }
         Path(args.report_json).write_text(json.dumps(report, indent=2, default=str))
     return 0 if ok else 1
+
+
+def src_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The generator options; the DAGs' demo source must be built with the same ones."""
+    return {
+        k: v
+        for k, v in {
+            "hours": args.hours,
+            "seed": args.seed,
+            "travel_rows": args.travel_rows,
+            "sales_rows": args.sales_rows,
+        }.items()
+        if v is not None
+    }
 
 
 def compare_all(cfg: PipelineConfig, src: DemoSource) -> list[TableCheck]:
