@@ -88,7 +88,8 @@ def plan_hourly(
     that converge to what in-order processing gives.
     """
     tables = selected_tables(params.get("tables"), known_tables)
-    reprocess = str(run_type).lower().endswith("backfill") or bool(params.get("reprocess"))
+    # DagRunType.BACKFILL_JOB (value "backfill"), however it is rendered.
+    reprocess = "backfill" in str(run_type).lower() or bool(params.get("reprocess"))
     return MergePlan(
         load="incremental",
         until=hour_arg(end),

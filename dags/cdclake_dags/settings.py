@@ -139,12 +139,13 @@ def load_settings(get: Any = _airflow_get) -> DagSettings:
     target = (get("target") or "local").strip().lower()
     if target not in TARGETS:
         raise SettingsError(f"[{SECTION}] target: expected one of {TARGETS}, got {target!r}")
-    config_path = Path(get("pipeline_config") or default_config_path())
-    if "://" in str(config_path):
+    raw_path = get("pipeline_config") or str(default_config_path())
+    if "://" in raw_path:
         raise SettingsError(
             f"[{SECTION}] pipeline_config must be a local file (DAGs do no I/O at parse time); "
-            f"got {config_path}"
+            f"got {raw_path}"
         )
+    config_path = Path(raw_path)
     pipeline = load_config(config_path)
     kwargs: dict[str, Any] = {}
     if (v := get("aws_conn_id")) is not None:
