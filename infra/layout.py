@@ -3,10 +3,13 @@
 Artifacts bucket ``<bucket_prefix>-artifacts``::
 
     jobs/cdc_merge.py            entry point (EMR Serverless sparkSubmit.entryPoint)
+    jobs/cdc_maintenance.py      entry point of the daily maintenance job
     jobs/cdclake.zip             the cdclake package for --py-files (zip root holds cdclake/)
     conf/pipeline.yaml           deployable pipeline config (S3 roots); the job's --config
     conf/deployment.json         stack outputs (application id, role ARNs, ...) after deploy
     dags/<files from dags/>      MWAA DAG folder (synced to the workers)
+    dags/cdclake/                the job package too: the DAGs parse the config and register
+                                 the catalog with it on the workers (no Spark needed there)
     dags/cdclake_conf/pipeline.yaml   same config, read by the DAGs from local disk at parse time
     dags/cdclake_conf/deployment.json same outputs, read by the DAGs from local disk
     athena-results/              Athena workgroup query results (expire after 30 days)
@@ -23,6 +26,8 @@ from dataclasses import dataclass
 
 JOB_ENTRY_KEY = "jobs/cdc_merge.py"
 JOB_PACKAGE_KEY = "jobs/cdclake.zip"
+MAINTENANCE_ENTRY_KEY = "jobs/cdc_maintenance.py"
+DAG_PACKAGE_PREFIX = "dags/cdclake"
 JOB_CONFIG_KEY = "conf/pipeline.yaml"
 DEPLOYMENT_KEY = "conf/deployment.json"
 DAGS_PREFIX = "dags"

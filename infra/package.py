@@ -68,12 +68,19 @@ def build(env: EnvConfig, out: Path, repo: Path = REPO_ROOT, config: Path | None
     text, _ = render_pipeline_config(env, config)
 
     _write(out / layout.JOB_ENTRY_KEY, entry.read_bytes())
+    maintenance = repo / "jobs" / "cdc_maintenance.py"
+    if maintenance.is_file():
+        _write(out / layout.MAINTENANCE_ENTRY_KEY, maintenance.read_bytes())
     _zip_package(package_dir, out / layout.JOB_PACKAGE_KEY)
     _write(out / layout.JOB_CONFIG_KEY, text.encode())
     dags = repo / "dags"
     for src in _files(dags):
         _write(out / layout.DAGS_PREFIX / src.relative_to(dags), src.read_bytes())
     _write(out / layout.DAG_CONFIG_KEY, text.encode())
+    for src in _files(package_dir):
+        rel = src.relative_to(package_dir)
+        if rel.parts[0] != "demo":  # the demo generator is local-only
+            _write(out / layout.DAG_PACKAGE_PREFIX / rel, src.read_bytes())
     log.info("built %s (%d files)", out, sum(1 for _ in _files(out)))
     return out
 

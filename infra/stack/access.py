@@ -70,6 +70,7 @@ GLUE_WRITE = [
     "glue:UpdatePartition",
     "glue:DeletePartition",
     "glue:BatchDeletePartition",
+    "glue:BatchUpdatePartition",
 ]
 
 

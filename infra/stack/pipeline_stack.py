@@ -352,6 +352,8 @@ class PipelineStack(Stack):
                         "emr-serverless:StartApplication",
                         "emr-serverless:GetDashboardForJobRun",
                         "emr-serverless:TagResource",
+                        # The DAG finds earlier runs of a task to derive StartJobRun's clientToken.
+                        "emr-serverless:ListJobRuns",
                     ],
                     resources=[app_arn, f"{app_arn}/jobruns/*"],
                 ),
@@ -369,6 +371,7 @@ class PipelineStack(Stack):
                         "dms:StartReplicationTask",
                         "dms:StopReplicationTask",
                         "dms:DescribeTableStatistics",
+                        "dms:ReloadTables",
                     ],
                     resources=[self.dms.task_arn],
                 ),
@@ -396,6 +399,7 @@ class PipelineStack(Stack):
                         "glue:UpdateTable",
                         "glue:BatchCreatePartition",
                         "glue:BatchDeletePartition",
+                        "glue:BatchUpdatePartition",
                     ],
                     resources=access.glue_arns(db),
                 ),
@@ -456,7 +460,11 @@ class PipelineStack(Stack):
                     webserver_logs=log_cfg,
                     worker_logs=log_cfg,
                 ),
-                airflow_configuration_options={"core.load_examples": "False"},
+                # cdclake.target selects the DAGs' aws tasks (see dags/cdclake_dags/settings.py).
+                airflow_configuration_options={
+                    "core.load_examples": "False",
+                    "cdclake.target": "aws",
+                },
             )
 
         self.monitoring = Monitoring(

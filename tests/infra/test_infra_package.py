@@ -45,13 +45,20 @@ def repo(tmp_path: Path) -> Path:
 
 
 def expected_keys(repo: Path) -> set[str]:
+    # The DAG folder carries the job package too (minus the local-only demo), without caches.
+    package = repo / "jobs" / "cdclake"
+    dag_package = {
+        f"{layout.DAG_PACKAGE_PREFIX}/{p.relative_to(package).as_posix()}"
+        for p in package.rglob("*.py")
+        if "__pycache__" not in p.parts and p.relative_to(package).parts[0] != "demo"
+    }
     return {
         layout.JOB_ENTRY_KEY,
         layout.JOB_PACKAGE_KEY,
         layout.JOB_CONFIG_KEY,
         layout.DAG_CONFIG_KEY,
         "dags/cdclake_hourly.py",
-    }
+    } | dag_package
 
 
 def test_build_lays_out_the_bucket(repo, tmp_path):
