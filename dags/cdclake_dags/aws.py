@@ -40,8 +40,8 @@ class DmsReplicatingCheckOperator(DmsDescribeTasksOperator):
         )
         self.replication_task_arn = replication_task_arn
 
-    def execute(self, context: Any) -> str:
-        _marker, tasks = super().execute(context)
+    def execute(self, context: Any) -> tuple[str | None, list]:
+        marker, tasks = super().execute(context)
         task_desc = next(
             (t for t in tasks if t.get("ReplicationTaskArn") == self.replication_task_arn), None
         )
@@ -50,7 +50,7 @@ class DmsReplicatingCheckOperator(DmsDescribeTasksOperator):
         except plan.SourceNotReplicatingError as exc:
             # Retrying will not start DMS; fail the run at once with the reason.
             raise AirflowFailException(str(exc)) from exc
-        return str(task_desc["Status"]) if task_desc else ""
+        return marker, tasks
 
 
 class CdcEmrServerlessStartJobOperator(EmrServerlessStartJobOperator):
@@ -227,6 +227,8 @@ class AthenaCheckOperator(AthenaOperator):
 
     def execute(self, context: Any) -> str | None:
         query_id = super().execute(context)
+        if query_id is None:  # pragma: no cover - AthenaOperator raises on failed queries
+            raise AirflowFailException(f"validation {self.task_id}: no query execution id")
         result = self.hook.get_query_results(query_execution_id=query_id) or {}
         rows = result.get("ResultSet", {}).get("Rows", [])[1:]  # first row: column names
         if rows:

@@ -196,7 +196,8 @@ def full_load_progress(
     or after the request (so a completion left over from an earlier load does not count).
     """
     by_name = {f"{s.get('SchemaName')}.{s.get('TableName')}": s for s in stats}
-    done, pending = [], []
+    done: list[str] = []
+    pending: list[str] = []
     for name in tables:
         s = by_name.get(name)
         if s is None:
