@@ -97,15 +97,17 @@ def make_batch(table: TableSpec, batch: BatchSpec, hour: datetime = BATCH_HOUR) 
     n_upd, n_ins = round(n * 0.7), round(n * 0.2)
     n_del = n - n_upd - n_ins
     per_part = table.rows // table.partitions
-    newest_lo = table.rows - per_part
     # Existing keys the batch touches: distinct, hot (newest day) or 95% hot + 5% anywhere.
     n_existing = round(n_upd * 6 / 7) + n_del  # ~1/7 of update records repeat a key
+    # A batch larger than half the newest day spills into the days before it (10% of 16 days).
+    hot_rows = max(per_part, 2 * n_existing)
+    hot_lo = table.rows - hot_rows
     if batch.skew == "hot":
-        existing = newest_lo + rng.choice(per_part, size=n_existing, replace=False)
+        existing = hot_lo + rng.choice(hot_rows, size=n_existing, replace=False)
     elif batch.skew == "tail":
         n_tail = round(n_existing * 0.05)
-        hot = newest_lo + rng.choice(per_part, size=n_existing - n_tail, replace=False)
-        tail = rng.choice(newest_lo, size=n_tail, replace=False)
+        hot = hot_lo + rng.choice(hot_rows, size=n_existing - n_tail, replace=False)
+        tail = rng.choice(hot_lo, size=n_tail, replace=False)
         existing = np.concatenate([hot, tail])
     else:
         raise ValueError(f"unknown skew '{batch.skew}' (hot | tail)")
