@@ -343,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="results folder (default bench/results[/quick])")
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "work", help="scratch folder")
     p.add_argument("--log-growth-json", type=Path, help="log growth measured by bench.loggrowth")
-    p.add_argument("--only", help="run only the configurations whose table is this size (1M)")
+    p.add_argument(
+        "--only", help='run only the configurations of this table size (1M) or name ("1M 1%% hot")'
+    )
     p.add_argument("--no-warmup", action="store_true", help="time every run (no discarded one)")
     p.add_argument("--merge", type=Path, nargs="+", help="combine results.json files and stop")
     args = p.parse_args(argv)
@@ -354,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("cdclake").setLevel(logging.WARNING)
     plan = quick_plan() if args.quick else default_plan()
     if args.only:
-        plan = replace(plan, configs=tuple(c for c in plan.configs if c.table.name == args.only))
+        picked = tuple(c for c in plan.configs if args.only in (c.table.name, c.name))
+        plan = replace(plan, configs=picked)
     if args.no_warmup:
         plan = replace(plan, warmup=False)
     if args.merge:
