@@ -99,7 +99,9 @@ def lake_on_s3(moto, spark, tmp_path_factory):
     """A real Delta table (full load by the job) uploaded where the pipeline config says."""
     root = tmp_path_factory.mktemp("awslake")
     cfg = make_config(root, [TABLE])
-    DmsTable(cfg, "s.t", SCHEMA).load([{"id": 1, "p": "a", "v": "x"}, {"id": 2, "p": "b", "v": "y"}])
+    DmsTable(cfg, "s.t", SCHEMA).load(
+        [{"id": 1, "p": "a", "v": "x"}, {"id": 2, "p": "b", "v": "y"}]
+    )
     assert run_job(spark, cfg, "--load", "full") == 0
     s3 = moto["client"]("s3")
     local = Path(cfg.table_location(cfg.table("s.t")))
