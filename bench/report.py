@@ -95,10 +95,14 @@ def markdown(doc: dict) -> str:
         f"{env['memory_gib']} GiB, {env['platform']}; Spark {env['spark']}, Delta "
         f"{env['delta_spark']}, delta-rs {env['deltalake']}. Load average before "
         f"{env['load_before']}, after {env['load_after']}. Whole run {doc['wall_s']:.0f} s; "
-        f"JVM + Spark session start {doc['jvm_startup_s']:.1f} s, and each arm's first run in "
-        "the session (class loading, JIT; discarded): "
-        + ", ".join(f"{a} {s:.1f} s" for a, s in doc["first_run_s"].items())
-        + ". Neither is in any arm's time.",
+        f"JVM + Spark session start {doc['jvm_startup_s']:.1f} s (in no arm's time); "
+        + (
+            "each arm's first run in the session (class loading, JIT) was discarded: "
+            + ", ".join(f"{a} {s:.1f} s" for a, s in doc["first_run_s"].items())
+            if doc["first_run_s"]
+            else "no run discarded: the first repetition includes class loading and JIT"
+        )
+        + ".",
         "",
         "## Ratios",
         "",
