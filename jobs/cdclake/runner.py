@@ -308,10 +308,14 @@ class TableRun:
         )
 
     def _plan(self, classified: DataFrame) -> dict:
-        """Status counts, the partitions the MERGE may touch and the key range it covers."""
+        """Status counts, the partitions the MERGE may touch and the key range it covers, in
+        one pass over the batch (each extra action is a few Spark jobs)."""
         k0 = self.keys[0]
         status = F.col("_cdc_status")
         effective = status.isin(*EFFECTIVE)
+        # Where matched keys live today, and where upserts will put them.
+        where_now = F.struct(*(F.col(f"_cdc_t_{p}").alias(p) for p in self.parts))
+        where_next = F.struct(*(F.col(p) for p in self.parts))
         rows = (
             classified.groupBy(status)
             .agg(
@@ -319,23 +323,29 @@ class TableRun:
                 F.sum(F.col("_cdc_has_tombstone").cast("int")).alias("tombstone_hits"),
                 F.min(F.when(effective, F.col(k0))).alias("lo"),
                 F.max(F.when(effective, F.col(k0))).alias("hi"),
+                *(
+                    [
+                        F.collect_set(F.when(status.isin(UPDATE, DELETE), where_now)).alias("now"),
+                        F.collect_set(F.when(status.isin(INSERT, UPDATE), where_next)).alias(
+                            "next"
+                        ),
+                    ]
+                    if self.parts
+                    else []
+                ),
             )
             .collect()
         )
         los = [r["lo"] for r in rows if r["lo"] is not None]
         his = [r["hi"] for r in rows if r["hi"] is not None]
-        part_values: list[tuple] = []
-        if self.parts and any(r["_cdc_status"] in EFFECTIVE for r in rows):
-            # Where matched keys live today, and where upserts will put them.
-            where_now = classified.where(status.isin(UPDATE, DELETE)).select(
-                *(F.col(f"_cdc_t_{p}").alias(p) for p in self.parts)
-            )
-            where_next = classified.where(status.isin(INSERT, UPDATE)).select(*self.parts)
-            part_values = [tuple(r) for r in where_now.union(where_next).distinct().collect()]
+        part_values: set[tuple] = set()
+        if self.parts:
+            for r in rows:
+                part_values |= {tuple(v) for v in (*r["now"], *r["next"])}
         return {
             "counts": {r["_cdc_status"]: r["n"] for r in rows},
             "tombstone_hits": sum(r["tombstone_hits"] or 0 for r in rows),
-            "partitions": part_values,
+            "partitions": sorted(part_values, key=str),
             "key_range": (min(los), max(his)) if los else None,
         }
 
