@@ -171,7 +171,7 @@ def delta_rs(table: str, files: list[Path]) -> dict[str, float]:
     laps.lap("read")
     con = duckdb.connect()
     con.register("raw", raw)
-    src = con.execute(
+    src = con.sql(
         f"""
         select {", ".join(SOURCE_COLUMNS)}, Op as _cdc_op,
                cast(dms_commit_ts as timestamp) as _cdc_commit_ts,
