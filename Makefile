@@ -33,8 +33,11 @@ setup: .venv/.synced .jars/.fetched ## Install Python deps (uv, locked) and the 
 run: setup ## Generate the demo source, run full load + hourly runs, check lake == source
 	$(RUN) python -m cdclake.demo.run_demo --config $(CONFIG)
 
+# Two workers (one per core), whole files per worker (module fixtures stay together): the Spark,
+# Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses.
+PYTEST_WORKERS ?= 2
 test: setup ## Run the whole test suite
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff (lint + format check) and mypy
 	$(RUN) ruff check .

@@ -8,6 +8,8 @@ os.environ.setdefault("CDCLAKE_SPARK_LOG_LEVEL", "ERROR")
 # test run its own throw-away home and SQLite database, never ~/airflow.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="cdclake-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+# Each test process (pytest-xdist worker) gets its own Spark warehouse folder.
+os.environ.setdefault("CDCLAKE_WAREHOUSE_DIR", tempfile.mkdtemp(prefix="cdclake-warehouse-"))
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), "..", "dags")
 
 
