@@ -17,19 +17,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from cdclake.cli import UsageError, _Parser
 from cdclake.config import ConfigError, load_config
 
 log = logging.getLogger("cdclake")
 EXIT_OK, EXIT_TABLE_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(ValueError):
-    """Arguments that do not parse."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -360,17 +360,7 @@ def prepare(args: argparse.Namespace) -> tuple[Path, PipelineConfig, Path, DemoS
     if not args.keep:
         wipe(raw)
         wipe(curated)
-    options = {
-        k: v
-        for k, v in {
-            "hours": args.hours,
-            "seed": args.seed,
-            "travel_rows": args.travel_rows,
-            "sales_rows": args.sales_rows,
-        }.items()
-        if v is not None
-    }
-    src = DemoSource(cfg, **options)
+    src = DemoSource(cfg, **src_options(args))
     n = len(src.hours())
     if args.backfill_hour is not None and not 0 <= args.backfill_hour < n:
         raise ValueError(f"--backfill-hour must be in 0..{n - 1}")
