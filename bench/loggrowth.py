@@ -3,8 +3,9 @@
 Between measured runs the log is advanced with delta-rs, one commit per simulated hour, each
 shaped like an hourly run's: the data table replaces one small file (a remove and an add),
 the ledger gains 60 file records (DMS writes a file about every minute) and the audit table
-one record. Running the job itself 1,000 times would take over an hour on 2 cores; the log it
-reads is what matters. Checkpoints every 10 commits on all three tables (Spark's default,
+one record, and both are compacted when they reach 50 files, as the job's appends do. Running
+the job itself 1,000 times would take over an hour on 2 cores; the log it reads is what
+matters. Checkpoints every 10 commits on all three tables (Spark's default,
 set explicitly so delta-rs writes them too).
 """
 
@@ -32,6 +33,7 @@ from bench.measure import build_base, table_dir
 
 log = logging.getLogger(__name__)
 FILES_PER_HOUR = 60
+AUTO_COMPACT_FILES = 50  # spark.databricks.delta.autoCompact.minNumFiles (Delta's default)
 
 
 def _set_checkpoint_interval(spark, path: Path) -> None:
@@ -86,6 +88,18 @@ class _Filler:
             str(self.state), pa.Table.from_pylist(records, self.ledger_schema), mode="append"
         )
         write_deltalake(str(self.audit), self.audit_rows, mode="append")
+        for path in (self.state, self.audit):
+            self._auto_compact(path)
+
+    @staticmethod
+    def _auto_compact(path: Path) -> None:
+        """What the job's own appends do (table property delta.autoOptimize.autoCompact): the
+        commit that brings a bookkeeping table to 50 small files compacts it."""
+        from deltalake import DeltaTable
+
+        table = DeltaTable(str(path))
+        if len(table.file_uris()) >= AUTO_COMPACT_FILES:
+            table.optimize.compact()
 
 
 def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:

@@ -26,7 +26,7 @@ from cdclake.layout import CDC, LOAD, RawFile, Window, as_utc
 from cdclake.schema import SchemaPlan, plan_schema
 from cdclake.session import LAKE_TABLE_PROPERTIES
 from cdclake.state import Ledger, TableState
-from cdclake.storage import diagnose, list_raw_files, read_raw
+from cdclake.storage import diagnose, list_raw_files, read_raw, remove_tree
 from cdclake.transforms import (
     BOOKKEEPING_COLUMNS,
     COMMIT_TS,
@@ -49,6 +49,7 @@ from cdclake.transforms import (
 
 log = logging.getLogger(__name__)
 USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
+MATERIALIZE_SOURCE = "spark.databricks.delta.merge.materializeSource"
 EFFECTIVE = (INSERT, UPDATE, DELETE)
 
 
@@ -116,7 +117,7 @@ class TableRun:
             if exists:
                 # A delete committed after the load started (a cached change) that an earlier
                 # generation already applied beats the snapshot row.
-                tombs = self.state.tombstones(_key_schema(good, self.keys))
+                tombs = self.state.tombstones(_key_schema(good, self.keys), of=winners)
                 newer_tombs = (
                     tombs.alias("d")
                     .join(winners.alias("w"), self.keys, "inner")
@@ -179,13 +180,11 @@ class TableRun:
             else:
                 schema = _target_lookup_schema(good, self.keys, self.parts)
                 current = self.spark.createDataFrame([], schema)
-            tombs = self.state.tombstones(_key_schema(good, self.keys)).join(
-                winners.select(*self.keys), self.keys, "left_semi"
-            )
+            tombs = self.state.tombstones(_key_schema(good, self.keys), of=winners)
             classified = classify_against_target(
                 winners, current, tombs, self.keys, self.parts, watermark
             )
-            with _persisted(classified) as classified:
+            with self._staged(classified) as classified:
                 plan = self._plan(classified)
                 counts = plan["counts"]
                 rec["stale_skipped"] = counts.get(STALE, 0)
@@ -194,11 +193,9 @@ class TableRun:
                 clock.lap("dedupe")
                 if rec["quarantined"]:
                     self.state.quarantine(bad, self.run_id)
-                # Tombstones go first: the data MERGE below changes the target, after which
-                # Spark may recompute `classified` against the new state. A crash between the
-                # two is safe: a delete equal to its tombstone is still applied on rerun.
-                deletes = counts.get(DELETE, 0) + counts.get(DELETE_ABSENT, 0)
-                if deletes or plan["tombstone_hits"]:
+                # Tombstones before the data: a crash between the two is safe either way (a
+                # delete equal to its tombstone is still applied on rerun).
+                if counts.get(DELETE, 0) + counts.get(DELETE_ABSENT, 0):
                     live = classified.where(F.col("_cdc_status") != STALE)
                     self.state.apply_tombstones(live, self.keys)
                 clock.lap("tombstones")
@@ -320,7 +317,6 @@ class TableRun:
             classified.groupBy(status)
             .agg(
                 F.count(F.lit(1)).alias("n"),
-                F.sum(F.col("_cdc_has_tombstone").cast("int")).alias("tombstone_hits"),
                 F.min(F.when(effective, F.col(k0))).alias("lo"),
                 F.max(F.when(effective, F.col(k0))).alias("hi"),
                 *(
@@ -344,10 +340,26 @@ class TableRun:
                 part_values |= {tuple(v) for v in (*r["now"], *r["next"])}
         return {
             "counts": {r["_cdc_status"]: r["n"] for r in rows},
-            "tombstone_hits": sum(r["tombstone_hits"] or 0 for r in rows),
             "partitions": sorted(part_values, key=str),
             "key_range": (min(los), max(his)) if los else None,
         }
+
+    @contextmanager
+    def _staged(self, classified: DataFrame):
+        """The classified batch written once to a scratch folder and read back.
+
+        Everything after it (plan, tombstones, MERGE) reads these immutable files instead of a
+        plan that scans the target and the tombstones: a commit to either would otherwise make
+        Spark recompute a cached classification against the changed tables, and Delta's MERGE
+        would materialize its source a second time. Removed when the run ends.
+        """
+        path = f"{self.state.staging_path}/{self.run_id}"
+        remove_tree(self.spark, self.state.staging_path)  # a crashed run's leftovers
+        classified.write.mode("overwrite").parquet(path)
+        try:
+            yield self.spark.read.parquet(path)
+        finally:
+            remove_tree(self.spark, self.state.staging_path)
 
     def _merge(self, classified: DataFrame, exists: bool, plan: dict, n_files: int) -> None:
         source = classified.where(F.col("_cdc_status").isin(*EFFECTIVE))
@@ -357,7 +369,9 @@ class TableRun:
         cond = merge_condition(self.keys, self.parts, plan["partitions"], plan["key_range"])
         newer = newer_than_target()
         is_delete = F.col(f"s.{OP}") == "D"
-        with self._commit_metadata(n_files):
+        # The source is the staged batch (immutable files): reading it twice gives the same
+        # rows, so Delta need not copy it first.
+        with self._commit_metadata(n_files), _conf(self.spark, MATERIALIZE_SOURCE, "none"):
             (
                 DeltaTable.forPath(self.spark, self.path)
                 .alias("t")
@@ -466,6 +480,20 @@ class _Clock:
     def done(self) -> dict:
         self.rec["duration_s"] = round(time.monotonic() - self.t0, 3)
         return self.rec
+
+
+@contextmanager
+def _conf(spark: SparkSession, key: str, value: str):
+    """Set a session setting for the duration of one statement, then restore it."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 @contextmanager

@@ -3,22 +3,24 @@
 - ledger: which raw files have been applied, per full-load *generation*, and each full load's
   watermark (its timestamp: every change older than it is already in the load);
 - tombstones: key and change order of deleted rows, so an older change replayed later cannot
-  bring a row back;
+  bring a row back (append-only; the newest per key counts);
 - quarantine: rows that could not be applied, with the reason and source file;
 - audit: one row per table per run (shared by all tables).
 
-All writes are idempotent (MERGE on natural keys) or append-only records of a run, so a crash
-between any two of them followed by a rerun converges to the same state.
+All writes are idempotent (MERGE on natural keys, or appends whose readers ignore repeats) or
+append-only records of a run, so a crash between any two of them followed by a rerun converges
+to the same state.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from delta.tables import DeltaTable
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -89,6 +91,50 @@ def read_delta(spark: SparkSession, path: str, schema: T.StructType | None = Non
     return spark.createDataFrame([], schema)
 
 
+# Every run appends a small file to the ledger and the audit table (and often the tombstones):
+# Delta compacts a bookkeeping table after the commit that brings it to 50 small files, so the
+# job's own reads of them stay flat between the daily maintenance runs. Set when the append
+# creates the table; maintenance sets it on older tables.
+BOOKKEEPING_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
+
+
+def append(df: DataFrame, path: str) -> None:
+    """Append to a bookkeeping table (created with BOOKKEEPING_PROPERTIES when missing)."""
+    df.write.format("delta").mode("append").options(**BOOKKEEPING_PROPERTIES).save(path)
+
+
+def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType) -> DataFrame:
+    """A one-partition DataFrame of a few driver-side rows, built in the JVM.
+
+    ``spark.createDataFrame(list)`` ships pickled rows to Python workers and splits them over
+    ``spark.default.parallelism`` partitions: ~1 s and up to 8 tiny files per bookkeeping
+    append. Here the rows travel as JSON strings and are parsed against ``schema`` (FAILFAST:
+    a value that does not fit fails instead of becoming null). Naive datetimes are local time,
+    as in ``createDataFrame``.
+    """
+    names = schema.fieldNames()
+    lines = spark.sparkContext._jvm.java.util.ArrayList()  # type: ignore[union-attr]
+    for row in rows:
+        lines.add(json.dumps(dict(zip(names, row, strict=True)), default=_json_value))
+    jspark = spark._jsparkSession
+    encoders = spark.sparkContext._jvm.org.apache.spark.sql.Encoders  # type: ignore[union-attr]
+    jdf = (
+        jspark.read()
+        .schema(jspark.parseDataType(schema.json()))
+        .option("mode", "FAILFAST")
+        .json(jspark.createDataset(lines, encoders.STRING()))
+    )
+    return DataFrame(jdf, spark).coalesce(1)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.astimezone()).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to a bookkeeping table")
+
+
 @dataclass(frozen=True)
 class Ledger:
     generation: str | None
@@ -105,6 +151,8 @@ class TableState:
         self.ledger_path = cfg.state_location(table, "ledger")
         self.tombstone_path = cfg.state_location(table, "tombstones")
         self.quarantine_path = cfg.state_location(table, "quarantine")
+        # Scratch files of the running run (see TableRun._staged); not a Delta table.
+        self.staging_path = cfg.state_location(table, "staging")
 
     # ---- ledger -------------------------------------------------------------------------
     def ledger(self) -> Ledger:
@@ -144,36 +192,35 @@ class TableState:
         self._append_ledger(rows)
 
     def _append_ledger(self, rows: list[tuple]) -> None:
-        df = self.spark.createDataFrame(rows, LEDGER_SCHEMA)
-        df.write.format("delta").mode("append").save(self.ledger_path)
+        df = local_frame(self.spark, rows, LEDGER_SCHEMA)
+        append(df, self.ledger_path)
 
     # ---- tombstones ---------------------------------------------------------------------
-    def tombstones(self, key_schema: T.StructType) -> DataFrame:
+    def tombstones(self, key_schema: T.StructType, of: DataFrame | None = None) -> DataFrame:
+        """The newest tombstone of each deleted key (keys + order columns).
+
+        The table is append-only (one row per applied delete), so a key may hold several
+        tombstones, and one older than a later re-insert: only the newest counts, and a
+        superseded one is harmless because the live row is newer still. ``of``: restrict to
+        the keys of this frame before aggregating (the batch's keys).
+        """
         schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
-        return read_delta(self.spark, self.tombstone_path, schema)
+        keys = list(key_schema.fieldNames())
+        tombs = read_delta(self.spark, self.tombstone_path, schema)
+        if of is not None:
+            tombs = tombs.join(of.select(*keys), keys, "left_semi")
+        newest = F.max(order_key()).alias("_cdc_d_order")
+        return tombs.groupBy(*keys).agg(newest).select(*keys, "_cdc_d_order.*")
 
     def apply_tombstones(self, changes: DataFrame, keys: Sequence[str]) -> None:
-        """Record deletes (``_cdc_op = 'D'``) and drop tombstones a newer insert superseded.
+        """Record the batch's deletes (``_cdc_op = 'D'``) as tombstones: an append, no MERGE.
 
         ``changes`` holds the batch's non-stale winners: keys, ``_cdc_op`` and order columns.
+        A rerun after a crash appends the same rows again; readers take the newest per key, so
+        duplicates change nothing, and maintenance compacts and expires them.
         """
-        src = changes.select(*keys, "_cdc_op", *ORDER_COLUMNS)
-        if not DeltaTable.isDeltaTable(self.spark, self.tombstone_path):
-            first = src.where(F.col("_cdc_op") == "D").drop("_cdc_op")
-            first.write.format("delta").mode("append").save(self.tombstone_path)
-            return
-        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
-        newer = order_key("s.") > order_key("t.")
-        values: dict[str, str | Column] = {c: F.col(f"s.{c}") for c in [*keys, *ORDER_COLUMNS]}
-        (
-            DeltaTable.forPath(self.spark, self.tombstone_path)
-            .alias("t")
-            .merge(src.alias("s"), cond)
-            .whenMatchedUpdate(condition=(F.col("s._cdc_op") == "D") & newer, set=values)
-            .whenMatchedDelete(condition=(F.col("s._cdc_op") != "D") & newer)
-            .whenNotMatchedInsert(condition=F.col("s._cdc_op") == "D", values=values)
-            .execute()
-        )
+        rows = changes.where(F.col("_cdc_op") == "D").select(*keys, *ORDER_COLUMNS)
+        append(rows, self.tombstone_path)
 
     # ---- quarantine ---------------------------------------------------------------------
     def quarantine(self, bad: DataFrame, run_id: str) -> None:
@@ -187,7 +234,7 @@ class TableState:
             F.current_timestamp().alias("quarantined_at"),
         )
         if not DeltaTable.isDeltaTable(self.spark, self.quarantine_path):
-            rows.write.format("delta").mode("append").save(self.quarantine_path)
+            append(rows, self.quarantine_path)
             return
         (
             DeltaTable.forPath(self.spark, self.quarantine_path)
@@ -205,5 +252,5 @@ class TableState:
 def append_audit(spark: SparkSession, cfg: PipelineConfig, records: list[dict]) -> None:
     """Append this run's per-table audit records."""
     rows = [tuple(r.get(f.name) for f in AUDIT_SCHEMA.fields) for r in records]
-    df = spark.createDataFrame(rows, AUDIT_SCHEMA)
-    df.write.format("delta").mode("append").save(cfg.audit_location)
+    df = local_frame(spark, rows, AUDIT_SCHEMA)
+    append(df, cfg.audit_location)

@@ -33,6 +33,13 @@ def _fs_and_path(spark: SparkSession, uri: str):
     return fs, path
 
 
+def remove_tree(spark: SparkSession, uri: str) -> None:
+    """Delete a folder and everything below it (no error when it does not exist)."""
+    fs, path = _fs_and_path(spark, uri)
+    if fs.exists(path):
+        fs.delete(path, True)
+
+
 def list_raw_files(spark: SparkSession, root: str, layout: DmsLayout) -> list[RawFile]:
     """Every LOAD and CDC file under a table's raw folder (recursively), in path order."""
     fs, path = _fs_and_path(spark, root)

@@ -172,9 +172,10 @@ def classify_against_target(
     """Tag each winning change with its effect on the table (a ``_cdc_status`` column).
 
     ``current``: the target's live rows (keys, partitions, order columns) for the batch's keys;
-    ``tombstones``: keys and order of deleted rows. A change is stale when the table or a
-    tombstone already holds a change at least as new, or when it is older than the last full
-    load (``watermark``). The target's partition values come back as ``_cdc_t_<col>``.
+    ``tombstones``: keys and order of deleted rows (at most one per key: the newest). A change
+    is stale when the table or a tombstone already holds a change at least as new, or when it
+    is older than the last full load (``watermark``). The target's partition values come back
+    as ``_cdc_t_<col>``.
     """
     t = current.select(
         *keys,
@@ -200,11 +201,7 @@ def classify_against_target(
         .otherwise(F.lit(INSERT))
     )
     keep = [c for c in joined.columns if c not in ("_cdc_t_order", "_cdc_d_order")]
-    return joined.select(
-        *keep,
-        status.alias("_cdc_status"),
-        F.col("_cdc_d_order").isNotNull().alias("_cdc_has_tombstone"),
-    )
+    return joined.select(*keep, status.alias("_cdc_status"))
 
 
 def merge_condition(

@@ -150,7 +150,7 @@ def test_stale_change_is_ignored_and_tombstone_blocks_resurrection(lake):
     ]
 
 
-def test_insert_newer_than_tombstone_brings_key_back_and_clears_tombstone(lake):
+def test_insert_newer_than_tombstone_brings_key_back_and_old_tombstone_stays_harmless(lake):
     lake.w.load([{"id": 1, "p": "a", "v": "x"}])
     lake.full()
     lake.w.cdc("2026-11-22T10", [{"Op": "D", "ts": ts(1), "seq": "1", "id": 1}])
@@ -161,7 +161,25 @@ def test_insert_newer_than_tombstone_brings_key_back_and_clears_tombstone(lake):
     )
     lake.inc("2026-11-22T12")
     lake.assert_rows([(1, "c", "back")])
+    # Tombstones are append-only: the superseded one stays (maintenance expires it) ...
     tombs = lake.spark.read.format("delta").load(
         lake.cfg.state_location(lake.cfg.table("s.t"), "tombstones")
     )
-    assert tombs.count() == 0
+    assert [(r["id"], r["_cdc_change_seq"][-1]) for r in tombs.collect()] == [(1, "1")]
+    # ... and changes nothing: a late update between the delete and the re-insert is stale
+    # (the live row is newer); after a second delete the newest tombstone is the one that counts.
+    lake.w.cdc(
+        "2026-11-22T12",
+        [{"Op": "U", "ts": ts(30), "seq": "3", "id": 1, "p": "a", "v": "stale"}],
+    )
+    assert lake.inc("2026-11-22T13")["stale_skipped"] == 1
+    lake.assert_rows([(1, "c", "back")])
+    lake.w.cdc("2026-11-22T13", [{"Op": "D", "ts": ts(3, hour=13), "seq": "5", "id": 1}])
+    lake.inc("2026-11-22T14")
+    lake.assert_rows([])
+    lake.w.cdc(
+        "2026-11-22T14",
+        [{"Op": "U", "ts": ts(2, hour=13), "seq": "4", "id": 1, "p": "c", "v": "resurrected?"}],
+    )
+    assert lake.inc("2026-11-22T15")["stale_skipped"] == 1
+    lake.assert_rows([])
