@@ -110,7 +110,7 @@ def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType
     ``spark.default.parallelism`` partitions: ~1 s and up to 8 tiny files per bookkeeping
     append. Here the rows travel as JSON strings and are parsed against ``schema`` (FAILFAST:
     a value that does not fit fails instead of becoming null). Naive datetimes are local time,
-    as in ``createDataFrame``.
+    as in ``createDataFrame``; ints are accepted for double columns.
     """
     names = schema.fieldNames()
     lines = spark.sparkContext._jvm.java.util.ArrayList()  # type: ignore[union-attr]
@@ -118,13 +118,16 @@ def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType
         lines.add(json.dumps(dict(zip(names, row, strict=True)), default=_json_value))
     jspark = spark._jsparkSession
     encoders = spark.sparkContext._jvm.org.apache.spark.sql.Encoders  # type: ignore[union-attr]
-    jdf = (
+    jschema = jspark.parseDataType(schema.json())
+    parsed = (
         jspark.read()
-        .schema(jspark.parseDataType(schema.json()))
+        .schema(jschema)
         .option("mode", "FAILFAST")
         .json(jspark.createDataset(lines, encoders.STRING()))
+        .coalesce(1)
     )
-    return DataFrame(jdf, spark).coalesce(1)
+    # JSON makes every column nullable; re-apply the schema so NOT NULL columns stay so.
+    return DataFrame(jspark.createDataFrame(parsed.rdd(), jschema), spark)
 
 
 def _json_value(value: object) -> str:
