@@ -33,7 +33,7 @@ from bench.measure import build_base, table_dir
 
 log = logging.getLogger(__name__)
 FILES_PER_HOUR = 60
-AUTO_COMPACT_FILES = 50  # spark.databricks.delta.autoCompact.minNumFiles (Delta's default)
+AUTO_COMPACT_FILES = 50  # cdclake.state.COMPACT_AT_FILES
 
 
 def _set_checkpoint_interval(spark, path: Path) -> None:
@@ -93,8 +93,8 @@ class _Filler:
 
     @staticmethod
     def _auto_compact(path: Path) -> None:
-        """What the job's own appends do (table property delta.autoOptimize.autoCompact): the
-        commit that brings a bookkeeping table to 50 small files compacts it."""
+        """What the job does after its own appends (cdclake.state.COMPACT_AT_FILES): a
+        bookkeeping table that reaches 50 files is compacted."""
         from deltalake import DeltaTable
 
         table = DeltaTable(str(path))

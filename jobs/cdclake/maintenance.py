@@ -45,7 +45,6 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdclake.config import MaintenanceConfig, PipelineConfig, TableConfig
-from cdclake.state import BOOKKEEPING_PROPERTIES
 from cdclake.transforms import COMMIT_TS
 
 log = logging.getLogger(__name__)
@@ -285,12 +284,6 @@ def housekeep_bookkeeping(
         path = cfg.state_location(table, kind)
         if not DeltaTable.isDeltaTable(spark, path):
             continue
-        detail = DeltaTable.forPath(spark, path).detail().first()
-        table_props = (detail["properties"] if detail else None) or {}
-        missing = {k: v for k, v in BOOKKEEPING_PROPERTIES.items() if table_props.get(k) != v}
-        if missing:  # a table created before the job set them
-            settings = ", ".join(f"'{k}' = '{v}'" for k, v in missing.items())
-            spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ({settings})")
         row = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()
         if row is not None and row["metrics"] is not None:
             out["bookkeeping_files_compacted"] += row["metrics"]["numFilesRemoved"] or 0

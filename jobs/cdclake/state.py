@@ -91,16 +91,20 @@ def read_delta(spark: SparkSession, path: str, schema: T.StructType | None = Non
     return spark.createDataFrame([], schema)
 
 
-# Every run appends a small file to the ledger and the audit table (and often the tombstones):
-# Delta compacts a bookkeeping table after the commit that brings it to 50 small files, so the
-# job's own reads of them stay flat between the daily maintenance runs. Set when the append
-# creates the table; maintenance sets it on older tables.
-BOOKKEEPING_PROPERTIES = {"delta.autoOptimize.autoCompact": "true"}
+# Every run appends a small file to the ledger (and often the tombstones), and the job reads
+# both on every run: it compacts them itself once they reach this many files, so its reads stay
+# flat between the daily maintenance runs. (Delta's auto-compaction would do the same, but its
+# post-commit check rebuilds the table state after every append: ~1 s per table per run.)
+COMPACT_AT_FILES = 50
 
 
 def append(df: DataFrame, path: str) -> None:
-    """Append to a bookkeeping table (created with BOOKKEEPING_PROPERTIES when missing)."""
-    df.write.format("delta").mode("append").options(**BOOKKEEPING_PROPERTIES).save(path)
+    df.write.format("delta").mode("append").save(path)
+
+
+def compact(spark: SparkSession, path: str) -> None:
+    """Rewrite a small bookkeeping table's files into one (the old ones stay until VACUUM)."""
+    DeltaTable.forPath(spark, path).optimize().executeCompaction()
 
 
 def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType) -> DataFrame:
@@ -156,16 +160,18 @@ class TableState:
         self.quarantine_path = cfg.state_location(table, "quarantine")
         # Scratch files of the running run (see TableRun._staged); not a Delta table.
         self.staging_path = cfg.state_location(table, "staging")
+        # Files in the ledger / tombstones as last read by this run.
+        self._files: dict[str, int] = {}
 
     # ---- ledger -------------------------------------------------------------------------
     def ledger(self) -> Ledger:
         """What the ledger says, in one read: the current full-load generation and its
         watermark, the CDC files applied in that generation, and the runs that finished."""
-        rows = (
-            read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
-            .select("generation", "kind", "file", "watermark", "run_id", "recorded_at")
-            .collect()
-        )
+        ledger = read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
+        rows = ledger.select(
+            "generation", "kind", "file", "watermark", "run_id", "recorded_at"
+        ).collect()
+        self._count_files(self.ledger_path, ledger)
         loads = sorted(
             (r for r in rows if r["kind"] == "full_load"), key=lambda r: r["recorded_at"]
         )
@@ -195,8 +201,21 @@ class TableState:
         self._append_ledger(rows)
 
     def _append_ledger(self, rows: list[tuple]) -> None:
-        df = local_frame(self.spark, rows, LEDGER_SCHEMA)
-        append(df, self.ledger_path)
+        self._append(local_frame(self.spark, rows, LEDGER_SCHEMA), self.ledger_path)
+
+    def _count_files(self, path: str, df: DataFrame) -> None:
+        """Remember how many files the snapshot just read has (no extra Spark job: the state
+        is already loaded for the read)."""
+        self._files[path] = len(df.inputFiles())  # 0 for the empty frame of a missing table
+
+    def _append(self, df: DataFrame, path: str) -> None:
+        append(df, path)
+        files = self._files.get(path)
+        if files is not None:
+            self._files[path] = files + 1
+            if files + 1 >= COMPACT_AT_FILES:
+                compact(self.spark, path)
+                self._files[path] = 1
 
     # ---- tombstones ---------------------------------------------------------------------
     def tombstones(self, key_schema: T.StructType, of: DataFrame | None = None) -> DataFrame:
@@ -210,6 +229,7 @@ class TableState:
         schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
         keys = list(key_schema.fieldNames())
         tombs = read_delta(self.spark, self.tombstone_path, schema)
+        self._count_files(self.tombstone_path, tombs)
         if of is not None:
             tombs = tombs.join(of.select(*keys), keys, "left_semi")
         newest = F.max(order_key()).alias("_cdc_d_order")
@@ -223,7 +243,7 @@ class TableState:
         duplicates change nothing, and maintenance compacts and expires them.
         """
         rows = changes.where(F.col("_cdc_op") == "D").select(*keys, *ORDER_COLUMNS)
-        append(rows, self.tombstone_path)
+        self._append(rows, self.tombstone_path)
 
     # ---- quarantine ---------------------------------------------------------------------
     def quarantine(self, bad: DataFrame, run_id: str) -> None:

@@ -9,7 +9,8 @@ from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
 import cdclake.runner
-from cdclake.state import BOOKKEEPING_PROPERTIES, local_frame
+import cdclake.state
+from cdclake.state import local_frame
 from tests.integration.conftest import ts
 
 SCHEMA = T.StructType(
@@ -48,33 +49,34 @@ def _files(path: str) -> int:
     return len(list(Path(path).glob("*.parquet")))
 
 
-def test_bookkeeping_tables_get_auto_compaction_one_file_per_append_and_no_scratch_left(lake):
-    lake.w.load([{"id": 1, "p": "a", "v": "x"}, {"id": 2, "p": "a", "v": "y"}])
-    lake.full()
-    lake.w.cdc(
-        "2026-11-22T10",
-        [
-            {"Op": "U", "ts": ts(1), "seq": "1", "id": 1, "p": "a", "v": "new"},
-            {"Op": "D", "ts": ts(2), "seq": "2", "id": 2},
-        ],
-    )
-    lake.inc("2026-11-22T11")
+def test_one_file_per_append_compaction_at_the_threshold_and_no_scratch_left(lake, monkeypatch):
+    monkeypatch.setattr(cdclake.state, "COMPACT_AT_FILES", 4)
     table = lake.cfg.table(lake.name)
-    for path in (
-        lake.cfg.state_location(table, "ledger"),
-        lake.cfg.state_location(table, "tombstones"),
-        lake.cfg.audit_location,
-    ):
-        props = DeltaTable.forPath(lake.spark, path).detail().first()["properties"]
-        assert {k: props.get(k) for k in BOOKKEEPING_PROPERTIES} == BOOKKEEPING_PROPERTIES, path
+    ledger, tombs = (lake.cfg.state_location(table, k) for k in ("ledger", "tombstones"))
+    lake.w.load([{"id": i, "p": "a", "v": "x"} for i in range(1, 6)])
+    lake.full()
     # One file per append (not one per default partition): the full load ledgers its
-    # generation and its files, the incremental run its files; one audit record per run.
-    assert _files(lake.cfg.state_location(table, "ledger")) == 3
-    assert _files(lake.cfg.audit_location) == 2
+    # generation and its files; one audit record per run.
+    assert (_files(ledger), _files(lake.cfg.audit_location)) == (2, 1)
+    counts = []
+    for i in range(1, 5):  # each run deletes one key: one ledger and one tombstone append
+        hour = f"2026-11-22T{10 + i:02d}"
+        lake.w.cdc(hour, [{"Op": "D", "ts": ts(1, hour=10 + i), "seq": str(i), "id": i}])
+        lake.inc(f"2026-11-22T{11 + i:02d}")
+        counts.append((_live_files(lake, ledger), _live_files(lake, tombs)))
+    # The ledger reaches 4 files at the 2nd run and the tombstones at the 4th: compacted to 1.
+    assert counts == [(3, 1), (1, 2), (2, 3), (3, 1)]
+    lake.assert_rows([(5, "a", "x")])
+    history = DeltaTable.forPath(lake.spark, ledger).history().select("operation").collect()
+    assert [r["operation"] for r in history].count("OPTIMIZE") == 1
     assert not Path(lake.cfg.state_location(table, "staging")).exists()
-    # The data table itself is never auto-compacted behind the operator's back.
-    props = DeltaTable.forPath(lake.spark, lake.path).detail().first()["properties"]
-    assert "delta.autoOptimize.autoCompact" not in props
+    # The data table itself is never compacted behind the operator's back.
+    data_ops = DeltaTable.forPath(lake.spark, lake.path).history().select("operation").collect()
+    assert "OPTIMIZE" not in {r["operation"] for r in data_ops}
+
+
+def _live_files(lake, path: str) -> int:
+    return len(lake.spark.read.format("delta").load(path).inputFiles())
 
 
 def test_a_failed_run_leaves_no_scratch_files(lake, monkeypatch):
