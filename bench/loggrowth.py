@@ -3,7 +3,7 @@
 Between measured runs the log is advanced with delta-rs, one commit per simulated hour, each
 shaped like an hourly run's: the data table replaces one small file (a remove and an add),
 the ledger gains 60 file records (DMS writes a file about every minute) and the audit table
-one record, and both are compacted when they reach 50 files, as the job's appends do. Running
+one record; the ledger is compacted when it reaches 50 files, as the job does. Running
 the job itself 1,000 times would take over an hour on 2 cores; the log it reads is what
 matters. Checkpoints every 10 commits on all three tables (Spark's default,
 set explicitly so delta-rs writes them too).
@@ -56,16 +56,24 @@ class _Filler:
         self.ledger_schema = DeltaTable(str(self.state)).to_pyarrow_dataset().schema
         self.audit_rows = DeltaTable(str(self.audit)).to_pyarrow_dataset().to_table().slice(0, 1)
         self.n = 0
+        self.sync()
 
-    def version(self) -> int:
+    def sync(self) -> None:
+        """Re-read the data table's version and the ledger's file count (after job runs)."""
         from deltalake import DeltaTable
 
-        return DeltaTable(str(self.data)).version()
+        self.at = DeltaTable(str(self.data)).version()
+        self.ledger_files = len(DeltaTable(str(self.state)).file_uris())
+
+    def version(self) -> int:
+        """The data table's version: one commit per step (no table is reloaded per step)."""
+        return self.at
 
     def step(self) -> None:
-        from deltalake import write_deltalake
+        from deltalake import DeltaTable, write_deltalake
 
         self.n += 1
+        self.at += 1
         write_deltalake(
             str(self.data), self.rows, mode="overwrite", predicate=f"event_date = '{self.date}'"
         )
@@ -88,18 +96,12 @@ class _Filler:
             str(self.state), pa.Table.from_pylist(records, self.ledger_schema), mode="append"
         )
         write_deltalake(str(self.audit), self.audit_rows, mode="append")
-        for path in (self.state, self.audit):
-            self._auto_compact(path)
-
-    @staticmethod
-    def _auto_compact(path: Path) -> None:
-        """What the job does after its own appends (cdclake.state.COMPACT_AT_FILES): a
-        bookkeeping table that reaches 50 files is compacted."""
-        from deltalake import DeltaTable
-
-        table = DeltaTable(str(path))
-        if len(table.file_uris()) >= AUTO_COMPACT_FILES:
-            table.optimize.compact()
+        # What the job does after its own appends (cdclake.state.COMPACT_AT_FILES): a
+        # bookkeeping table that reaches 50 files is compacted.
+        self.ledger_files += 1
+        if self.ledger_files >= AUTO_COMPACT_FILES:
+            DeltaTable(str(self.state)).optimize.compact()
+            self.ledger_files = 1
 
 
 def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:
@@ -129,6 +131,7 @@ def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:
     fill_s = 0.0
     for mark in marks:
         t0 = time.perf_counter()
+        filler.sync()
         while filler.version() < mark - 1:
             filler.step()
         fill_s += time.perf_counter() - t0

@@ -97,7 +97,8 @@ def markdown(doc: dict) -> str:
         f"{env['load_before']}, after {env['load_after']}. Whole run {doc['wall_s']:.0f} s; "
         f"JVM + Spark session start {doc['jvm_startup_s']:.1f} s (in no arm's time); "
         + (
-            "each arm's first run in the session (class loading, JIT) was discarded: "
+            "each arm's first run in the session (class loading, JIT; on a 20k-row table "
+            "unless the plan has none) was not reported: "
             + ", ".join(f"{a} {s:.1f} s" for a, s in doc["first_run_s"].items())
             if doc["first_run_s"]
             else "no run discarded: the first repetition includes class loading and JIT"

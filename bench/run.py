@@ -52,6 +52,8 @@ class Plan:
 
 
 ALL = ("job", "blog", "rewrite", "delta-rs")
+# Each arm's first run in the session, on a small table of the same shape (see Bench.warm_up).
+WARMUP = Config(TableSpec(20_000, file_bytes=20_000), BatchSpec(0.01, "hot"), ALL)
 
 
 def default_plan() -> Plan:
@@ -176,6 +178,18 @@ class Bench:
                 self.rates = measure.parquet_rates(newest, self.work / "scratch")
         return self.bases[spec.name]
 
+    def warm_up(self, arms: tuple[str, ...]) -> None:
+        """Run every arm once on a small table (class loading, JIT); timed, not reported."""
+        saved = self.plan
+        self.plan = replace(saved, reps=0)
+        try:
+            self.config(replace(WARMUP, arms=arms))
+        finally:
+            self.plan = saved
+            self.results = [r for r in self.results if r["config"] != WARMUP.name]
+            self.floors.pop(WARMUP.name, None)
+            self.rates = None  # measured again on the first real table's files
+
     def config(self, cfg: Config) -> None:
         base = self.base(cfg.table)
         batch = make_batch(cfg.table, cfg.batch)
@@ -191,7 +205,9 @@ class Bench:
         matched = batch.updated_keys + batch.deleted_keys
         for arm in cfg.arms:
             reps, error = [], None
-            # The first run of an arm in the session pays class loading and JIT: discarded.
+            # The first run of an arm in the session pays class loading and JIT: it is made on a
+            # small table (WARMUP) first and not reported, except in this mode (no warm-up
+            # table, e.g. --quick) where the first repetition is discarded instead.
             warmup = self.plan.warmup and arm not in self.warm
             self.warm.add(arm)
             for i in range(self.plan.reps + warmup):
@@ -218,6 +234,8 @@ class Bench:
                     self.warmups[arm] = sum(phases.values())
                     continue
                 reps.append({"phases": phases, "rewrite": rw, "spark_jobs": jobs})
+            if not reps and not error:  # warm-up only (Bench.warm_up)
+                continue
             rec: dict = {"config": cfg.name, "arm": arm, "rows": cfg.table.rows}
             if error:
                 rec.update(status="wrong" if error.startswith("wrong") else "failed", error=error)
@@ -268,6 +286,8 @@ def run(
     spark.range(1).count()
     jvm_s = time.perf_counter() - t0
     bench = Bench(spark, plan, work)
+    if plan.warmup and plan.configs[0].table.rows > WARMUP.table.rows:
+        bench.warm_up(tuple(dict.fromkeys(a for c in plan.configs for a in c.arms)))
     for cfg in plan.configs:
         bench.config(cfg)
     if log_json is None:

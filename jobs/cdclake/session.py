@@ -73,15 +73,16 @@ def session_conf(
     """The Spark settings of a profile (pure: no JVM is started)."""
     conf = dict(COMMON_CONF)
     if profile == "local":
+        master = os.environ.get("CDCLAKE_SPARK_MASTER", "local[2]")
         conf.update(
             {
                 "spark.jars": ",".join(local_jars(jars_dir)),
-                "spark.master": os.environ.get("CDCLAKE_SPARK_MASTER", "local[2]"),
+                "spark.master": master,
                 "spark.ui.enabled": "false",
                 "spark.ui.showConsoleProgress": "false",
-                # Delta's default of 50 partitions for log replay is for clusters; locally it is
-                # pure overhead on every snapshot.
-                "spark.databricks.delta.snapshotPartitions": str(shuffle_partitions),
+                # Delta's default of 50 partitions for log replay is for clusters; locally one
+                # per core (each run rebuilds the state of four small tables' logs).
+                "spark.databricks.delta.snapshotPartitions": str(local_cores(master)),
                 "spark.sql.shuffle.partitions": str(shuffle_partitions),
                 "spark.default.parallelism": str(shuffle_partitions),
                 "spark.driver.memory": os.environ.get("CDCLAKE_DRIVER_MEMORY", "2g"),
@@ -115,6 +116,14 @@ def session_conf(
         raise ValueError(f"unknown Spark profile '{profile}' (use 'local' or 'emr')")
     conf.update(extra or {})
     return conf
+
+
+def local_cores(master: str) -> int:
+    """Worker threads of a ``local[N]`` master (``local[*]``: this machine's cores)."""
+    inside = master.partition("[")[2].partition("]")[0].split(",")[0]
+    if inside == "*":
+        return os.cpu_count() or 1
+    return int(inside) if inside.isdigit() else 1
 
 
 def detect_profile() -> str:
