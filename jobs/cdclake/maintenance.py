@@ -45,6 +45,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdclake.config import MaintenanceConfig, PipelineConfig, TableConfig
+from cdclake.session import setting
+from cdclake.state import compact as compact_whole
 from cdclake.transforms import COMMIT_TS
 
 log = logging.getLogger(__name__)
@@ -150,15 +152,8 @@ def _local_listing_parallelism(spark: SparkSession) -> Iterator[None]:
     if not (spark.sparkContext.master or "").startswith("local"):
         yield
         return
-    before = spark.conf.get(_LISTING_PARALLELISM, None)
-    spark.conf.set(_LISTING_PARALLELISM, str(max(spark.sparkContext.defaultParallelism, 1)))
-    try:
+    with setting(spark, _LISTING_PARALLELISM, str(max(spark.sparkContext.defaultParallelism, 1))):
         yield
-    finally:
-        if before is None:
-            spark.conf.unset(_LISTING_PARALLELISM)
-        else:
-            spark.conf.set(_LISTING_PARALLELISM, before)
 
 
 def recent_partitions(
@@ -284,9 +279,7 @@ def housekeep_bookkeeping(
         path = cfg.state_location(table, kind)
         if not DeltaTable.isDeltaTable(spark, path):
             continue
-        row = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()
-        if row is not None and row["metrics"] is not None:
-            out["bookkeeping_files_compacted"] += row["metrics"]["numFilesRemoved"] or 0
+        out["bookkeeping_files_compacted"] += compact_whole(spark, path)
         out["bookkeeping_files_vacuumed"] += (
             vacuum(spark, path, retain_hours, False)["files_vacuumed"] or 0
         )

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 from cdclake.config import BOOKKEEPING_PREFIX, PipelineConfig, TableConfig
 from cdclake.layout import CDC, LOAD, RawFile, Window, as_utc
 from cdclake.schema import SchemaPlan, plan_schema
-from cdclake.session import LAKE_TABLE_PROPERTIES
+from cdclake.session import LAKE_TABLE_PROPERTIES, setting
 from cdclake.state import Ledger, TableState
 from cdclake.storage import diagnose, list_raw_files, read_raw, remove_tree
 from cdclake.transforms import (
@@ -371,7 +371,7 @@ class TableRun:
         is_delete = F.col(f"s.{OP}") == "D"
         # The source is the staged batch (immutable files): reading it twice gives the same
         # rows, so Delta need not copy it first.
-        with self._commit_metadata(n_files), _conf(self.spark, MATERIALIZE_SOURCE, "none"):
+        with self._commit_metadata(n_files), setting(self.spark, MATERIALIZE_SOURCE, "none"):
             (
                 DeltaTable.forPath(self.spark, self.path)
                 .alias("t")
@@ -444,14 +444,9 @@ class TableRun:
             )
             DeltaTable.forPath(self.spark, self.path).generate("symlink_format_manifest")
 
-    @contextmanager
     def _commit_metadata(self, n_files: int):
         meta = json.dumps({"cdclake_run": self.run_id, "files": n_files})
-        self.spark.conf.set(USER_METADATA, meta)
-        try:
-            yield
-        finally:
-            self.spark.conf.unset(USER_METADATA)
+        return setting(self.spark, USER_METADATA, meta)
 
     def _history_head(self) -> Row:
         row = DeltaTable.forPath(self.spark, self.path).history(1).first()
@@ -480,20 +475,6 @@ class _Clock:
     def done(self) -> dict:
         self.rec["duration_s"] = round(time.monotonic() - self.t0, 3)
         return self.rec
-
-
-@contextmanager
-def _conf(spark: SparkSession, key: str, value: str):
-    """Set a session setting for the duration of one statement, then restore it."""
-    before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        if before is None:
-            spark.conf.unset(key)
-        else:
-            spark.conf.set(key, before)
 
 
 @contextmanager

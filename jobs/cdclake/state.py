@@ -102,9 +102,12 @@ def append(df: DataFrame, path: str) -> None:
     df.write.format("delta").mode("append").save(path)
 
 
-def compact(spark: SparkSession, path: str) -> None:
-    """Rewrite a small bookkeeping table's files into one (the old ones stay until VACUUM)."""
-    DeltaTable.forPath(spark, path).optimize().executeCompaction()
+def compact(spark: SparkSession, path: str) -> int:
+    """Rewrite a small bookkeeping table's files into one (the old ones stay until VACUUM);
+    returns how many files it replaced."""
+    row = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()
+    metrics = row["metrics"] if row is not None else None
+    return int(metrics["numFilesRemoved"] or 0) if metrics is not None else 0
 
 
 def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType) -> DataFrame:
@@ -204,8 +207,8 @@ class TableState:
         self._append(local_frame(self.spark, rows, LEDGER_SCHEMA), self.ledger_path)
 
     def _count_files(self, path: str, df: DataFrame) -> None:
-        """Remember how many files the snapshot just read has (no extra Spark job: the state
-        is already loaded for the read)."""
+        """Remember how many files the snapshot just read has (cheap: its state is already
+        loaded for the read)."""
         self._files[path] = len(df.inputFiles())  # 0 for the empty frame of a missing table
 
     def _append(self, df: DataFrame, path: str) -> None:
