@@ -242,7 +242,7 @@ class AthenaCheckOperator(AthenaOperator):
 def register_catalog(s: DagSettings, planned: Any) -> Any:
     @task(task_id="register_catalog")
     def register(tables: list[str]) -> list[dict[str, Any]]:
-        from cdclake.catalog import register_tables
+        from cdclake.catalog.register import register_tables
 
         # Clients from the connection (credentials, region, endpoint_url), not a bare session.
         glue = AwsBaseHook(aws_conn_id=s.aws_conn_id, client_type="glue").conn
@@ -253,7 +253,7 @@ def register_catalog(s: DagSettings, planned: Any) -> Any:
 
 
 def validate(s: DagSettings) -> Any:
-    from cdclake.validation import validation_queries
+    from cdclake.catalog.validation import validation_queries
 
     with TaskGroup("validate") as group:
         for t in s.pipeline.tables:

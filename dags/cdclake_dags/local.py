@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import subprocess
 import sys
 from collections import Counter
@@ -18,6 +17,7 @@ from typing import Any
 from airflow.exceptions import AirflowFailException
 from airflow.sdk import TaskGroup, task
 
+from cdclake.core.uris import local_dir
 from cdclake_dags.settings import REPO_DIR, DagSettings
 
 log = logging.getLogger(__name__)
@@ -28,14 +28,6 @@ LOG_TAIL = 60
 
 class LocalJobError(RuntimeError):
     """A local job run exited non-zero; the message carries the table errors and log tail."""
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)
-
-
-def summary_path(s: DagSettings, dag_id: str, run_id: str, task_id: str) -> Path:
-    return s.local_runs_dir / _safe(dag_id) / f"{_safe(run_id)}.{task_id}.json"
 
 
 def job_env() -> dict[str, str]:
@@ -105,12 +97,12 @@ def job_config_uri(s: DagSettings) -> str:
 
 
 def job_extra_args(s: DagSettings, dag_id: str, run_id: str, task_id: str) -> list[str]:
-    return ["--summary-json", str(summary_path(s, dag_id, run_id, task_id))]
+    return ["--summary-json", str(s.summary_path(dag_id, run_id, task_id))]
 
 
 # ---- the demo source (stands in for DMS) -----------------------------------------------------
 def demo_source(s: DagSettings) -> Any:
-    from cdclake.demo.generator import DemoSource
+    from demo.generator import DemoSource
 
     options = dict(s.demo_options)
     if "start" in options:
@@ -172,7 +164,7 @@ def wait_full_load(s: DagSettings, planned: Any) -> Any:
     def wait(tables: list[str]) -> bool:
         pending = []
         for name in tables:
-            root = Path(s.pipeline.raw_location(s.pipeline.table(name)).removeprefix("file://"))
+            root = local_dir(s.pipeline.raw_location(s.pipeline.table(name)))
             if not any(root.glob("LOAD*.parquet")):
                 pending.append(name)
         log.info("full load files present for %d table(s); pending %s", len(tables), pending)
@@ -203,7 +195,7 @@ def _session() -> Any:
 def register_catalog(s: DagSettings, planned: Any) -> Any:
     @task(task_id="register_catalog")
     def register(tables: list[str]) -> list[dict[str, Any]]:
-        from cdclake.catalog import register_tables
+        from cdclake.catalog.register import register_tables
 
         return register_tables(s.pipeline, tables, target="local", spark=_session())
 
@@ -217,7 +209,7 @@ def validate(s: DagSettings) -> Any:
 
             @task(task_id=t.name)
             def check(name: str = t.qualified_name, data_interval_end: Any = None) -> None:
-                from cdclake import query
+                from cdclake.cli import query
 
                 # Freshness is judged at the end of the run's interval (a backfill of an old
                 # hour is not "stale"), as the Athena checks do.

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cdclake.core.hours import hour_arg
+
 # DMS replication task statuses (DescribeReplicationTasks). Only "running" replicates.
 DMS_RUNNING = "running"
 DMS_STARTABLE = ("ready", "stopped", "failed")
@@ -26,14 +28,6 @@ class SourceNotReplicatingError(RuntimeError):
 
 class FullLoadFailedError(RuntimeError):
     """DMS reports a table of the full load in error."""
-
-
-def hour_arg(t: datetime) -> str:
-    """The job's hour argument (``2026-11-22T11``, UTC). Refuses a time inside an hour."""
-    t = t.astimezone(UTC)
-    if t != t.replace(minute=0, second=0, microsecond=0):
-        raise ValueError(f"data interval bound {t.isoformat()} is not on a whole hour")
-    return f"{t:%Y-%m-%dT%H}"
 
 
 def job_run_id(dag_id: str, run_id: str) -> str:

@@ -30,13 +30,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from cdclake.config import PipelineConfig, load_config
+from cdclake.core.config import PipelineConfig, load_config
+from cdclake.core.uris import local_path
 
 DAGS_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = DAGS_DIR.parent
@@ -87,7 +89,11 @@ class DagSettings:
     def local_runs_dir(self) -> Path:
         if self.runs_dir is not None:
             return self.runs_dir
-        return Path(self.pipeline.curated_root.removeprefix("file://")) / "_runs"
+        return Path(local_path(self.pipeline.curated_root)) / "_runs"
+
+    def summary_path(self, dag_id: str, run_id: str, task_id: str) -> Path:
+        """Local target: where a job task writes its ``--summary-json`` (and log beside it)."""
+        return self.local_runs_dir / _safe(dag_id) / f"{_safe(run_id)}.{task_id}.json"
 
     def need(self, key: str) -> str:
         """A deployment output (aws target), with a message saying where it comes from."""
@@ -207,3 +213,7 @@ def load_deployment(path: Path) -> dict[str, str]:
     if missing:
         raise SettingsError(f"{path}: missing stack outputs {', '.join(missing)}")
     return {str(k): str(v) for k, v in data.items()}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from cdclake.config import parse_config
+from cdclake.core.config import parse_config
 from tests.dms import DmsTable, make_config, run_job
 
 REGION = "us-east-1"

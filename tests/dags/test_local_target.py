@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cdclake.demo.run_demo import main
+from demo.run_demo import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ["delta_emr_source.travel_details", "delta_emr_source.ticket_sales"]
@@ -36,6 +36,8 @@ def test_refuses_s3_roots(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.airflow
+@pytest.mark.spark
 def test_demo_run_reaches_the_source_state(tmp_path):
     cfg = write_config(tmp_path, str(tmp_path / "lake" / "raw"), str(tmp_path / "lake" / "curated"))
     stale = tmp_path / "lake" / "curated" / "leftover.txt"  # wiped before the demo starts
@@ -50,7 +52,7 @@ def test_demo_run_reaches_the_source_state(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "cdclake.demo.run_demo",
+        "demo.run_demo",
         "--config",
         str(cfg),
         "--hours",
