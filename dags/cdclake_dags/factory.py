@@ -183,14 +183,18 @@ def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> D
         def plan_run(
             run_id: Any = None, data_interval_end: Any = None, params: dict[str, Any] | None = None
         ) -> dict[str, Any]:
-            tables = plan.selected_tables((params or {}).get("tables"), s.table_names)
-            args = ["--config", t.job_config_uri(s), "--now", data_interval_end.isoformat()]
-            if tables != s.table_names:
-                args += ["--tables", ",".join(tables)]
-            args += ["--run-id", plan.job_run_id(dag_id, run_id)]
+            p = plan.plan_maintenance(
+                dag_id=dag_id,
+                run_id=run_id,
+                now=data_interval_end,
+                params=params or {},
+                known_tables=s.table_names,
+            )
             extra = t.job_extra_args(s, dag_id, run_id, "maintain")
-            extra = [a for a in extra if a != "--metrics" and a != "cloudwatch"]
-            return {"args": args + extra, "tables": tables}
+            return {
+                "args": p.arguments(t.job_config_uri(s), *extra),
+                "tables": p.tables or s.table_names,
+            }
 
         planned = plan_run()
         maintained = t.maintain(s, planned)

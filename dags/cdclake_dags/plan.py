@@ -1,5 +1,6 @@
-"""Pure decisions of the DAGs (no Airflow, no AWS): job arguments from a data interval, the
-idempotency token of a job run, what the DMS task's state means, and full-load progress."""
+"""Pure decisions of the DAGs (no Airflow, no AWS): job arguments from a data interval (merge
+and maintenance), the idempotency token of a job run, what the DMS task's state means, and
+full-load progress."""
 
 from __future__ import annotations
 
@@ -104,6 +105,52 @@ def plan_full_load(
         tables=[] if tables == list(known_tables) else tables,
         run_id=job_run_id(dag_id, run_id),
     )
+
+
+@dataclass(frozen=True)
+class MaintenancePlan:
+    """What one maintenance task runs: the job's arguments (minus ``--config``/target extras)."""
+
+    now: str
+    tables: list[str]
+    run_id: str
+
+    def arguments(self, config_uri: str, *extra: str) -> list[str]:
+        # The maintenance job publishes no metrics: it has no --metrics option.
+        args = ["--config", config_uri, "--now", self.now]
+        if self.tables:
+            args += ["--tables", ",".join(self.tables)]
+        return [*args, "--run-id", self.run_id, *_without_option(extra, "--metrics")]
+
+
+def plan_maintenance(
+    *,
+    dag_id: str,
+    run_id: str,
+    now: datetime,
+    params: Mapping[str, Any],
+    known_tables: Sequence[str],
+) -> MaintenancePlan:
+    """The daily maintenance run: cutoffs from ``now`` (the interval's end), so a rerun of a
+    day repeats that day."""
+    tables = selected_tables(params.get("tables"), known_tables)
+    return MaintenancePlan(
+        now=now.isoformat(),
+        tables=[] if tables == list(known_tables) else tables,
+        run_id=job_run_id(dag_id, run_id),
+    )
+
+
+def _without_option(args: Sequence[str], option: str) -> list[str]:
+    """``args`` without ``option`` and the value after it."""
+    kept: list[str] = []
+    rest = iter(args)
+    for arg in rest:
+        if arg == option:
+            next(rest, None)
+        else:
+            kept.append(arg)
+    return kept
 
 
 # ---- EMR Serverless --------------------------------------------------------------------------

@@ -76,6 +76,45 @@ def test_full_load_plan():
     ]
 
 
+def maintenance(**params):
+    now = datetime(2026, 11, 23, 3, 30, tzinfo=UTC)
+    return plan.plan_maintenance(dag_id="m", run_id="r", now=now, params=params, known_tables=KNOWN)
+
+
+def test_maintenance_plan_reruns_its_day_without_metrics():
+    # --now is the interval's end (a rerun repeats that day); the job has no --metrics option.
+    args = maintenance().arguments("c.yaml", "--profile", "emr", "--metrics", "cloudwatch")
+    assert args == [
+        "--config",
+        "c.yaml",
+        "--now",
+        "2026-11-23T03:30:00+00:00",
+        "--run-id",
+        "m__r",
+        "--profile",
+        "emr",
+    ]
+
+
+def test_maintenance_table_selection():
+    p = maintenance(tables=["s.b"])
+    assert p.arguments("c.yaml", "--summary-json", "/runs/m.json") == [
+        "--config",
+        "c.yaml",
+        "--now",
+        "2026-11-23T03:30:00+00:00",
+        "--tables",
+        "s.b",
+        "--run-id",
+        "m__r",
+        "--summary-json",
+        "/runs/m.json",
+    ]
+    assert maintenance(tables=["s.a", "s.b"]).tables == []  # all = no --tables
+    with pytest.raises(ValueError, match="unknown table"):
+        maintenance(tables=["s.zzz"])
+
+
 def test_client_token_is_stable_until_a_run_ended():
     name = plan.job_run_name("d", "merge", "scheduled__2026-11-22T10:00:00+00:00")
     assert name == "cdclake.d.merge.scheduled__2026-11-22T10_00_00_00_00"
