@@ -1,6 +1,7 @@
 """Tasks of the ``aws`` target (MWAA): DMS, EMR Serverless and Athena through the amazon
 provider. Every ARN/id comes from the deployment outputs (settings), credentials from the
-Airflow AWS connection; nothing account-specific is written here."""
+Airflow AWS connection; nothing account-specific is written here. Implements
+:class:`cdclake_dags.target.Target`."""
 
 from __future__ import annotations
 

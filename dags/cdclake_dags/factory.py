@@ -1,6 +1,7 @@
-"""The three DAGs, built from the settings (one structure, two targets).
+"""The three DAGs, built from the settings (one structure, two targets: the task factories of
+:class:`cdclake_dags.target.Target`).
 
-Task graph (same ids on both targets)::
+Task graph (same ids on both targets; each DAG's ``chain(...)`` below)::
 
     hourly:      check_source >> wait_for_hour >> plan >> merge >> register_catalog >> validate
     full load:   plan >> start_source >> wait_full_load >> merge >> register_catalog >> validate
@@ -10,32 +11,21 @@ Task graph (same ids on both targets)::
 from __future__ import annotations
 
 from datetime import timedelta
-from types import ModuleType
 from typing import Any
 
 from airflow.providers.standard.sensors.date_time import DateTimeSensor
-from airflow.sdk import DAG, Param, task
+from airflow.sdk import DAG, Param, XComArg, chain, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cdclake_dags import plan
 from cdclake_dags.settings import DagSettings
+from cdclake_dags.target import Target, target_for
 
 HOURLY_DAG_ID = "cdclake_hourly"
 FULL_LOAD_DAG_ID = "cdclake_full_load"
 MAINTENANCE_DAG_ID = "cdclake_maintenance"
 TAGS = ["cdclake"]
 MAX_RETRY_DELAY = timedelta(hours=1)
-
-
-def target_module(s: DagSettings) -> ModuleType:
-    """The task builders of the configured target (a setting, never an edit of the DAGs)."""
-    if s.target == "aws":
-        from cdclake_dags import aws
-
-        return aws
-    from cdclake_dags import local
-
-    return local
 
 
 def default_args(s: DagSettings) -> dict[str, Any]:
@@ -59,7 +49,7 @@ def _tables_param(s: DagSettings) -> Param:
 
 def build_hourly_dag(s: DagSettings, dag_id: str = HOURLY_DAG_ID) -> DAG:
     """Hourly incremental merge of the data interval ``[start, end)``."""
-    t = target_module(s)
+    t = target_for(s)
     with DAG(
         dag_id,
         description="Hourly CDC merge: DMS files of the closed hour -> Delta tables",
@@ -82,49 +72,21 @@ def build_hourly_dag(s: DagSettings, dag_id: str = HOURLY_DAG_ID) -> DAG:
         tags=[*TAGS, "hourly", s.target],
         doc_md=__doc__,
     ) as dag:
-        source = t.check_source(s)
-        wait = DateTimeSensor(
-            task_id="wait_for_hour",
-            # DMS flushes about once a minute: give the hour's last files time to land.
-            target_time=(
-                "{{ (data_interval_end + macros.timedelta(seconds=%s)).isoformat() }}"
-            ).replace("%s", str(int(s.grace.total_seconds()))),
-            poke_interval=60,
-            mode="reschedule",
+        planned = hourly_plan(s, t, dag_id)
+        chain(
+            t.check_source(s),
+            wait_for_hour(s),
+            planned,
+            t.merge(s, planned),
+            t.register_catalog(s, planned),
+            t.validate(s),
         )
-
-        @task(task_id="plan", multiple_outputs=True)
-        def plan_run(
-            run_id: Any = None,
-            data_interval_start: Any = None,
-            data_interval_end: Any = None,
-            dag_run: Any = None,
-            params: dict[str, Any] | None = None,
-        ) -> dict[str, Any]:
-            p = plan.plan_hourly(
-                dag_id=dag_id,
-                run_id=run_id,
-                start=data_interval_start,
-                end=data_interval_end,
-                run_type=str(getattr(dag_run, "run_type", "")),
-                params=params or {},
-                known_tables=s.table_names,
-            )
-            extra = t.job_extra_args(s, dag_id, run_id, "merge")
-            return _plan_output(p, t.job_config_uri(s), extra, s)
-
-        planned = plan_run()
-        merged = t.merge(s, planned)
-        catalog = t.register_catalog(s, planned)
-        checks = t.validate(s)
-        source >> wait >> planned
-        merged >> catalog >> checks
     return dag
 
 
 def build_full_load_dag(s: DagSettings, dag_id: str = FULL_LOAD_DAG_ID) -> DAG:
     """Manual: (re)load tables from DMS's full load, then replace them in the lake."""
-    t = target_module(s)
+    t = target_for(s)
     with DAG(
         dag_id,
         description="Full load / reload: DMS full load -> replace the Delta tables",
@@ -144,28 +106,21 @@ def build_full_load_dag(s: DagSettings, dag_id: str = FULL_LOAD_DAG_ID) -> DAG:
         tags=[*TAGS, "full-load", s.target],
         doc_md=__doc__,
     ) as dag:
-
-        @task(task_id="plan", multiple_outputs=True)
-        def plan_run(run_id: Any = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-            p = plan.plan_full_load(
-                dag_id=dag_id, run_id=run_id, params=params or {}, known_tables=s.table_names
-            )
-            extra = t.job_extra_args(s, dag_id, run_id, "merge")
-            return _plan_output(p, t.job_config_uri(s), extra, s)
-
-        planned = plan_run()
-        started = t.start_source(s, planned)
-        loaded = t.wait_full_load(s, planned)
-        merged = t.merge(s, planned)
-        catalog = t.register_catalog(s, planned)
-        checks = t.validate(s)
-        planned >> started >> loaded >> merged >> catalog >> checks
+        planned = full_load_plan(s, t, dag_id)
+        chain(
+            planned,
+            t.start_source(s, planned),
+            t.wait_full_load(s, planned),
+            t.merge(s, planned),
+            t.register_catalog(s, planned),
+            t.validate(s),
+        )
     return dag
 
 
 def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> DAG:
     """Daily: compact recent partitions, vacuum, refresh manifests, expire bookkeeping."""
-    t = target_module(s)
+    t = target_for(s)
     with DAG(
         dag_id,
         description="Daily Delta maintenance: OPTIMIZE recent partitions, VACUUM, manifests",
@@ -178,29 +133,84 @@ def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> D
         tags=[*TAGS, "maintenance", s.target],
         doc_md=__doc__,
     ) as dag:
-
-        @task(task_id="plan", multiple_outputs=True)
-        def plan_run(
-            run_id: Any = None, data_interval_end: Any = None, params: dict[str, Any] | None = None
-        ) -> dict[str, Any]:
-            p = plan.plan_maintenance(
-                dag_id=dag_id,
-                run_id=run_id,
-                now=data_interval_end,
-                params=params or {},
-                known_tables=s.table_names,
-            )
-            extra = t.job_extra_args(s, dag_id, run_id, "maintain")
-            return {
-                "args": p.arguments(t.job_config_uri(s), *extra),
-                "tables": p.tables or s.table_names,
-            }
-
-        planned = plan_run()
-        maintained = t.maintain(s, planned)
-        catalog = t.register_catalog(s, planned)
-        maintained >> catalog
+        planned = maintenance_plan(s, t, dag_id)
+        chain(
+            planned,
+            t.maintain(s, planned),
+            t.register_catalog(s, planned),
+        )
     return dag
+
+
+# ---- tasks shared by both targets -----------------------------------------------------------
+def wait_for_hour(s: DagSettings) -> DateTimeSensor:
+    return DateTimeSensor(
+        task_id="wait_for_hour",
+        # DMS flushes about once a minute: give the hour's last files time to land.
+        target_time=(
+            "{{ (data_interval_end + macros.timedelta(seconds=%s)).isoformat() }}"
+        ).replace("%s", str(int(s.grace.total_seconds()))),
+        poke_interval=60,
+        mode="reschedule",
+    )
+
+
+# The plan tasks: the pure plan of cdclake_dags.plan, with this target's job arguments.
+def hourly_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
+    @task(task_id="plan", multiple_outputs=True)
+    def plan_run(
+        run_id: Any = None,
+        data_interval_start: Any = None,
+        data_interval_end: Any = None,
+        dag_run: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        p = plan.plan_hourly(
+            dag_id=dag_id,
+            run_id=run_id,
+            start=data_interval_start,
+            end=data_interval_end,
+            run_type=str(getattr(dag_run, "run_type", "")),
+            params=params or {},
+            known_tables=s.table_names,
+        )
+        extra = t.job_extra_args(s, dag_id, run_id, "merge")
+        return _plan_output(p, t.job_config_uri(s), extra, s)
+
+    return plan_run()
+
+
+def full_load_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
+    @task(task_id="plan", multiple_outputs=True)
+    def plan_run(run_id: Any = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+        p = plan.plan_full_load(
+            dag_id=dag_id, run_id=run_id, params=params or {}, known_tables=s.table_names
+        )
+        extra = t.job_extra_args(s, dag_id, run_id, "merge")
+        return _plan_output(p, t.job_config_uri(s), extra, s)
+
+    return plan_run()
+
+
+def maintenance_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
+    @task(task_id="plan", multiple_outputs=True)
+    def plan_run(
+        run_id: Any = None, data_interval_end: Any = None, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        p = plan.plan_maintenance(
+            dag_id=dag_id,
+            run_id=run_id,
+            now=data_interval_end,
+            params=params or {},
+            known_tables=s.table_names,
+        )
+        extra = t.job_extra_args(s, dag_id, run_id, "maintain")
+        return {
+            "args": p.arguments(t.job_config_uri(s), *extra),
+            "tables": p.tables or s.table_names,
+        }
+
+    return plan_run()
 
 
 def _plan_output(p: plan.MergePlan, config_uri: str, extra: list[str], s: DagSettings) -> dict:

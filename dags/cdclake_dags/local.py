@@ -1,7 +1,8 @@
 """Tasks of the ``local`` target (the embedded default): the same steps as on AWS, with local
 stand-ins. The source steps write the DMS-format files the demo generator says have landed (in
 place of DMS); the compute steps run the same entry scripts with the same arguments through a
-local ``spark-submit``; the catalog and checks run on the local tables."""
+local ``spark-submit``; the catalog and checks run on the local tables. Implements
+:class:`cdclake_dags.target.Target`."""
 
 from __future__ import annotations
 
