@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cdclake.config import DmsLayout, PipelineConfig
+from cdclake.core.config import DmsLayout, PipelineConfig
 
 # DMS always names the operation column "Op"; the job's op_column must say the same.
 DMS_OP_COLUMN = "Op"

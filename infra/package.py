@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from cdclake.config import PipelineConfig, parse_config
+from cdclake.core.config import PipelineConfig, parse_config
 from infra import layout
 from infra.envconf import EnvConfig, load_env
 from infra.runtime import REPO_ROOT
@@ -78,9 +78,7 @@ def build(env: EnvConfig, out: Path, repo: Path = REPO_ROOT, config: Path | None
         _write(out / layout.DAGS_PREFIX / src.relative_to(dags), src.read_bytes())
     _write(out / layout.DAG_CONFIG_KEY, text.encode())
     for src in _files(package_dir):
-        rel = src.relative_to(package_dir)
-        if rel.parts[0] != "demo":  # the demo generator is local-only
-            _write(out / layout.DAG_PACKAGE_PREFIX / rel, src.read_bytes())
+        _write(out / layout.DAG_PACKAGE_PREFIX / src.relative_to(package_dir), src.read_bytes())
     log.info("built %s (%d files)", out, sum(1 for _ in _files(out)))
     return out
 

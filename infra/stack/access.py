@@ -14,7 +14,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from cdclake.metrics import NAMESPACE as METRIC_NAMESPACE
+from cdclake.core.metrics import NAMESPACE as METRIC_NAMESPACE
 from infra import layout
 
 # The job's CloudWatch namespace (see ARCHITECTURE / CONTRACTS).

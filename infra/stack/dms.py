@@ -16,7 +16,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as sm
 from constructs import Construct
 
-from cdclake.config import PipelineConfig
+from cdclake.core.config import PipelineConfig
 from infra import dms_settings, layout
 from infra.envconf import EnvConfig
 from infra.runtime import REPO_ROOT

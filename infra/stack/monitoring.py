@@ -18,8 +18,8 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
 from constructs import Construct
 
-from cdclake.config import PipelineConfig
-from cdclake.metrics import FAILED, FRESHNESS, QUARANTINED
+from cdclake.core.config import PipelineConfig
+from cdclake.core.metrics import FAILED, FRESHNESS, QUARANTINED
 from infra.envconf import EnvConfig
 from infra.stack.access import JOB_METRIC_NAMESPACE
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cdclake.config import parse_config
+from cdclake.core.config import parse_config
 from infra.dms_settings import DmsSettingsError, s3_target_settings, table_mappings, task_settings
 
 

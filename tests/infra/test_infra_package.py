@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from cdclake.config import load_config
+from cdclake.core.config import load_config
 from infra import layout
 from infra.envconf import load_env
 from infra.package import build, upload
@@ -45,12 +45,12 @@ def repo(tmp_path: Path) -> Path:
 
 
 def expected_keys(repo: Path) -> set[str]:
-    # The DAG folder carries the job package too (minus the local-only demo), without caches.
+    # The DAG folder carries the job package too (the demo lives outside it), without caches.
     package = repo / "jobs" / "cdclake"
     dag_package = {
         f"{layout.DAG_PACKAGE_PREFIX}/{p.relative_to(package).as_posix()}"
         for p in package.rglob("*.py")
-        if "__pycache__" not in p.parts and p.relative_to(package).parts[0] != "demo"
+        if "__pycache__" not in p.parts
     }
     return {
         layout.JOB_ENTRY_KEY,
@@ -68,7 +68,7 @@ def test_build_lays_out_the_bucket(repo, tmp_path):
     assert files == expected_keys(repo)
     with zipfile.ZipFile(dist / layout.JOB_PACKAGE_KEY) as zf:
         names = zf.namelist()
-    assert "cdclake/__init__.py" in names and "cdclake/config.py" in names
+    assert "cdclake/__init__.py" in names and "cdclake/core/config.py" in names
     assert all(n.startswith("cdclake/") and not n.endswith(".pyc") for n in names)
     for key in (layout.JOB_CONFIG_KEY, layout.DAG_CONFIG_KEY):
         cfg = load_config(dist / key)
