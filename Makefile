@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)/jobs:$(CURDIR)
 # Tests may choose their own; keep Spark quiet and local by default.
 export PYSPARK_PYTHON := $(CURDIR)/.venv/bin/python
 
-.PHONY: help setup run test lint fmt clean
+.PHONY: help setup run test test-fast lint fmt clean
 
 help: ## Show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -31,13 +31,19 @@ $(UV):
 setup: .venv/.synced .jars/.fetched ## Install Python deps (uv, locked) and the Delta/s3a jars (mvn)
 
 run: setup ## Generate the demo source, run full load + hourly runs, check lake == source
-	$(RUN) python -m cdclake.demo.run_demo --config $(CONFIG)
+	$(RUN) python -m demo.run_demo --config $(CONFIG)
 
 # Two workers (one per core), whole files per worker (module fixtures stay together): the Spark,
 # Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses.
 PYTEST_WORKERS ?= 2
 test: setup ## Run the whole test suite
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The edit loop: unit tests and DAG structure tests, nothing that starts a JVM, Airflow's
+# database, moto, PostgreSQL or the CDK (tests are marked by what they start: tests/conftest.py).
+FAST_MARKERS := not (spark or airflow or moto or cdk or postgres or slow)
+test-fast: .venv/.synced ## Unit and DAG structure tests only (no JVM, no servers; < 1 minute)
+	$(RUN) pytest -q -m "$(FAST_MARKERS)" tests/unit tests/dags tests/infra $(PYTEST_ARGS)
 
 lint: setup ## ruff (lint + format check) and mypy
 	$(RUN) ruff check .

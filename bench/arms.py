@@ -45,7 +45,7 @@ def ours(
     spark, config_path: Path, summary_path: Path, until: datetime = BATCH_HOUR + HOUR
 ) -> dict[str, float]:
     """This project's job, through its CLI entry point (audit included), warm session."""
-    from cdclake.cli import main
+    from cdclake.cli.merge import main
 
     args = [
         "--config",

@@ -33,7 +33,7 @@ from bench.measure import build_base, table_dir
 
 log = logging.getLogger(__name__)
 FILES_PER_HOUR = 60
-AUTO_COMPACT_FILES = 50  # cdclake.state.COMPACT_AT_FILES
+AUTO_COMPACT_FILES = 50  # cdclake.lake.bookkeeping.COMPACT_AT_FILES
 
 
 def _set_checkpoint_interval(spark, path: Path) -> None:
@@ -96,7 +96,7 @@ class _Filler:
             str(self.state), pa.Table.from_pylist(records, self.ledger_schema), mode="append"
         )
         write_deltalake(str(self.audit), self.audit_rows, mode="append")
-        # What the job does after its own appends (cdclake.state.COMPACT_AT_FILES): a
+        # What the job does after its own appends (cdclake.lake.bookkeeping.COMPACT_AT_FILES): a
         # bookkeeping table that reaches 50 files is compacted.
         self.ledger_files += 1
         if self.ledger_files >= AUTO_COMPACT_FILES:
@@ -156,7 +156,7 @@ def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:
 
 
 def _config(work: Path, raw: Path, curated: Path) -> Path:
-    from bench.run import write_config
+    from bench.plan import write_config
 
     return write_config(work / "pipeline.yaml", raw, curated)
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
     import shutil
 
-    from bench.run import ROOT, _session, default_plan, quick_plan
+    from bench.plan import ROOT, default_plan, quick_plan, session
 
     p = argparse.ArgumentParser(prog="bench.loggrowth", description=main.__doc__)
     p.add_argument("--quick", action="store_true")
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = quick_plan() if args.quick else default_plan()
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
-    doc = run(_session(), args.work, plan.log_marks, plan.reps)
+    doc = run(session(), args.work, plan.log_marks, plan.reps)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2))
     tmp.rename(args.out)  # the main run waits for the file: appear whole or not at all

@@ -97,10 +97,10 @@ def build_base(spark, spec: TableSpec, curated: Path) -> None:
     from delta.tables import DeltaTable
     from deltalake import write_deltalake
 
-    from cdclake.config import DmsLayout, PipelineConfig, TableConfig
-    from cdclake.layout import parse_hour
+    from cdclake.core.config import DmsLayout, PipelineConfig, TableConfig
+    from cdclake.core.hours import parse_hour
+    from cdclake.lake.bookkeeping import TableState
     from cdclake.session import LAKE_TABLE_PROPERTIES
-    from cdclake.state import TableState
 
     path = str(table_dir(curated))
     write_deltalake(

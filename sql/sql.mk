@@ -11,17 +11,17 @@ _TABLES_ARG = $(if $(TABLES),--tables $(TABLES),)
 
 query: setup ## Run SQL on the local lake: make query SQL="select ..." (or SQL_FILE=sql/athena/...)
 	@if [ -z "$(SQL)$(SQL_FILE)" ]; then echo 'usage: make query SQL="select ..." | SQL_FILE=file.sql'; exit 2; fi
-	$(RUN) python -m cdclake.query --config $(CONFIG) \
+	$(RUN) python -m cdclake.cli.query --config $(CONFIG) \
 	  $(if $(SQL_FILE),--file "$(SQL_FILE)",--sql "$(SQL)")
 
 validate: setup ## Run the validation queries on the local lake (exit 1 when a check fails)
-	$(RUN) python -m cdclake.query --config $(CONFIG) --validate $(_TABLES_ARG) $(VALIDATE_ARGS)
+	$(RUN) python -m cdclake.cli.query --config $(CONFIG) --validate $(_TABLES_ARG) $(VALIDATE_ARGS)
 
 spectrum-check: setup ## Check that a Spectrum-style read of the manifests equals each Delta snapshot
-	$(RUN) python -m cdclake.query --config $(CONFIG) --spectrum-check $(_TABLES_ARG)
+	$(RUN) python -m cdclake.cli.query --config $(CONFIG) --spectrum-check $(_TABLES_ARG)
 
 sql-gen: setup ## Regenerate sql/*/ddl and sql/*/validation from the config and the local lake's schemas
-	$(RUN) python -m cdclake.ddl --config $(CONFIG) --out sql --location-root $(SQL_LOCATION_ROOT)
+	$(RUN) python -m cdclake.cli.sqlgen --config $(CONFIG) --out sql --location-root $(SQL_LOCATION_ROOT)
 
 sql-lint: setup ## Lint sql/ with sqlfluff (athena and redshift dialects)
 	cd sql && $(RUN) sqlfluff lint athena redshift

@@ -13,6 +13,27 @@ os.environ.setdefault("CDCLAKE_WAREHOUSE_DIR", tempfile.mkdtemp(prefix="cdclake-
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = os.path.join(os.path.dirname(__file__), "..", "dags")
 
 
+# Tests are marked by what they start, so `make test-fast` can leave those out (pytest -m).
+FIXTURE_MARKERS = {
+    "spark": "spark",
+    "airflow_db": "airflow",
+    "moto": "moto",
+    "moto_url": "moto",
+    "moto_s3": "moto",
+    "aws": "moto",
+    "lake_on_s3": "moto",
+    "synth": "cdk",
+    "synths": "cdk",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for fixture, marker in FIXTURE_MARKERS.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(marker)
+
+
 @pytest.fixture(scope="session")
 def spark():
     """One Spark session (local[2], UI off, few shuffle partitions) for the whole run."""

@@ -10,9 +10,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cdclake.cli import main
-from cdclake.config import PipelineConfig, parse_config
-from cdclake.layout import hour_folder, parse_hour
+from cdclake.cli.merge import main
+from cdclake.core.config import PipelineConfig, parse_config
+from cdclake.core.dms import hour_folder
+from cdclake.core.hours import parse_hour
 
 TS = "dms_commit_ts"
 SEQ = "dms_change_seq"

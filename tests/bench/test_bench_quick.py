@@ -9,7 +9,7 @@ from bench.arms import PHASES
 
 
 def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench_run, "_session", lambda: spark)
+    monkeypatch.setattr(bench_run, "session", lambda: spark)
     out = tmp_path / "results"
     doc = bench_run.run(bench_run.quick_plan(), out, tmp_path / "work", "quick", stop=False)
 

@@ -8,9 +8,9 @@ from chispa import assert_df_equality
 from delta.tables import DeltaTable
 from pyspark.sql import types as T
 
-import cdclake.runner
-import cdclake.state
-from cdclake.state import local_frame
+import cdclake.lake.bookkeeping
+from cdclake.job import apply
+from cdclake.lake.bookkeeping import local_frame
 from tests.integration.conftest import ts
 
 SCHEMA = T.StructType(
@@ -50,7 +50,7 @@ def _files(path: str) -> int:
 
 
 def test_one_file_per_append_compaction_at_the_threshold_and_no_scratch_left(lake, monkeypatch):
-    monkeypatch.setattr(cdclake.state, "COMPACT_AT_FILES", 4)
+    monkeypatch.setattr(cdclake.lake.bookkeeping, "COMPACT_AT_FILES", 4)
     table = lake.cfg.table(lake.name)
     ledger, tombs = (lake.cfg.state_location(table, k) for k in ("ledger", "tombstones"))
     lake.w.load([{"id": i, "p": "a", "v": "x"} for i in range(1, 6)])
@@ -86,11 +86,11 @@ def test_a_failed_run_leaves_no_scratch_files(lake, monkeypatch):
     staging = Path(lake.cfg.state_location(lake.cfg.table(lake.name), "staging"))
     seen = []
 
-    def crash(self, *args, **kwargs):
+    def crash(*args, **kwargs):
         seen.append(sorted(p.name for p in staging.iterdir()))
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(cdclake.runner.TableRun, "_merge", crash)
+    monkeypatch.setattr(apply, "merge", crash)
     assert lake.run("--load", "incremental", "--until", "2026-11-22T11") == 1
     assert seen == [[lake.last_summary()["run_id"]]]  # the MERGE would have read the staged batch
     assert not staging.exists()

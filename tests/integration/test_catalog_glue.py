@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from moto import mock_aws
 
-from cdclake.catalog import CatalogError, register_tables
+from cdclake.catalog.register import CatalogError, register_tables
 from tests.integration.conftest import Lake, ts
 
 REGION = "us-east-1"

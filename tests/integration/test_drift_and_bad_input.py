@@ -1,4 +1,5 @@
-"""Semantics 8 and 9: schema drift, quarantine, unreadable files, failure isolation."""
+"""Guarantees "Schema drift" and "Bad input": drift, quarantine, unreadable files, failure
+isolation."""
 
 import pyarrow as pa
 from pyspark.sql import types as T

@@ -1,10 +1,10 @@
-"""Semantic 3: same files twice, hours in any order, crashes and reruns all converge."""
+"""Guarantees "Idempotent, order-insensitive" and "Nothing half-done": same files twice, hours
+in any order, crashes and reruns all converge."""
 
 import pytest
 from chispa import assert_df_equality
 
-import cdclake.runner
-import cdclake.state
+from cdclake.job import apply
 from tests.integration.conftest import Lake, ts
 
 HOURS = {
@@ -97,11 +97,11 @@ class CrashError(Exception):
     ("owner", "step"),
     [
         # before anything is written
-        (cdclake.state.TableState, "apply_tombstones"),
+        (apply, "tombstones"),
         # tombstones committed, data not
-        (cdclake.runner.TableRun, "_merge"),
+        (apply, "merge"),
         # data committed, ledger not
-        (cdclake.state.TableState, "record_files"),
+        (apply, "ledger"),
     ],
 )
 def test_crash_then_rerun_reaches_the_same_state(spark, tmp_path, monkeypatch, owner, step):

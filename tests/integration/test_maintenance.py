@@ -17,12 +17,12 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from cdc_maintenance import main
 from chispa import assert_df_equality
 from delta.tables import DeltaTable
 
-from cdclake.cli import EXIT_OK, EXIT_TABLE_FAILED
-from cdclake.state import QUARANTINE_SCHEMA
+from cdclake.cli.maintenance import main
+from cdclake.cli.scaffold import EXIT_OK, EXIT_TABLE_FAILED
+from cdclake.lake.bookkeeping import QUARANTINE_SCHEMA
 from tests.dms import make_config
 from tests.integration.conftest import SPARK_SCHEMA, Lake
 

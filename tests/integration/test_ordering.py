@@ -1,4 +1,5 @@
-"""Semantics 1 and 2: total order of changes, latest wins, stale changes and tombstones."""
+"""Guarantees "Total order of changes", "Latest change per key wins" and "Stale changes are
+ignored" (tombstones included)."""
 
 from tests.integration.conftest import ts
 

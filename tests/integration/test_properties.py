@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from cdclake.transforms import latest_per_key
+from cdclake.job.decide import latest_per_key
 from tests.dms import SEQ, TS
 from tests.integration.conftest import SCHEMA, Lake
 

@@ -20,8 +20,8 @@ import yaml
 from chispa import assert_df_equality
 from pyspark.sql import types as T
 
-from cdclake.cli import main
-from cdclake.config import (
+from cdclake.cli.merge import main
+from cdclake.core.config import (
     ConfigFileNotFoundError,
     InvalidSettingError,
     load_config,

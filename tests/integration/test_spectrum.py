@@ -8,9 +8,9 @@ import re
 
 import pyarrow as pa
 
-from cdclake import query
-from cdclake.deltalog import LocalStore
-from cdclake.validation import read_like_spectrum
+from cdclake.catalog.deltalog import LocalStore
+from cdclake.catalog.spectrum import read_like_spectrum
+from cdclake.cli import query
 from tests.integration.conftest import Lake, ts
 
 SCHEMA = {"id": pa.int32(), "p": pa.string(), "v": pa.string(), "w": pa.int64()}
@@ -33,7 +33,7 @@ def assert_equivalent(lake: Lake, expected: list[tuple]) -> None:
     bookkeeping ones for the first comparison)."""
     columns, rows = read_like_spectrum(LocalStore(), lake.path)
     delta = lake.spark.read.format("delta").load(lake.path).select(*columns).collect()
-    from cdclake.validation import compare_rows
+    from cdclake.catalog.spectrum import compare_rows
 
     diff = compare_rows(lake.name, columns, [tuple(r) for r in delta], rows)
     assert diff.ok, (diff.missing[:5], diff.extra[:5])

@@ -1,4 +1,5 @@
-"""Semantics 4-7: what readers see, partitioning, partition pruning and the manifest."""
+"""Guarantees "Readers see live rows only", "Cost follows the change" (partitioning and
+pruning) and "Spectrum-ready" (the manifest)."""
 
 import json
 import os

@@ -7,15 +7,15 @@ import json
 
 import pytest
 
-from cdclake.catalog import plan_partitions, table_differs
-from cdclake.ddl import spectrum_partition_input, spectrum_table_input
-from cdclake.deltalog import (
+from cdclake.catalog.ddl import spectrum_partition_input, spectrum_table_input
+from cdclake.catalog.deltalog import (
     DeltaLogError,
     LocalStore,
     manifest_partitions,
     parse_partition_path,
     read_table_meta,
 )
+from cdclake.catalog.glue import plan_partitions, table_differs
 from tests.unit.test_ddl import TRAVEL, meta
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from cdclake.cli import EXIT_USAGE, main, parse_args
+from cdclake.cli.merge import EXIT_USAGE, main, parse_args
 
 
 def write_cfg(tmp_path):

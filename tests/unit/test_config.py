@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from cdclake.config import (
+from cdclake.core.config import (
     ConfigFileNotFoundError,
     ConfigSyntaxError,
     DuplicateTableError,
@@ -115,7 +115,7 @@ def test_select_tables_checks_names():
 
 
 def test_maintenance_defaults_when_absent_and_shipped_values():
-    from cdclake.config import MaintenanceConfig
+    from cdclake.core.config import MaintenanceConfig
 
     assert parse_config(doc()).maintenance == MaintenanceConfig(
         compact_recent_days=3,
@@ -143,7 +143,7 @@ def test_maintenance_defaults_when_absent_and_shipped_values():
     ],
 )
 def test_invalid_maintenance_settings_raise_named_errors(maintenance, error, text):
-    import cdclake.config as config
+    import cdclake.core.config as config
 
     with pytest.raises(getattr(config, error), match=text):
         parse_config(doc(maintenance=maintenance))

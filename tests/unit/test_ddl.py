@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cdclake.config import load_config, parse_config
-from cdclake.ddl import (
+from cdclake.catalog.ddl import (
     PARQUET_SERDE,
     DdlError,
     athena_ddl,
@@ -18,11 +17,12 @@ from cdclake.ddl import (
     redshift_partition_ddl,
     redshift_table_ddl,
     redshift_type,
-    render_sql_files,
     spectrum_partition_input,
     spectrum_table_input,
 )
-from cdclake.deltalog import TableMeta, parse_metadata
+from cdclake.catalog.deltalog import TableMeta, parse_metadata
+from cdclake.catalog.sqlgen import render_sql_files
+from cdclake.core.config import load_config, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 

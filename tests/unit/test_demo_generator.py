@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cdclake.config import PipelineConfig, parse_config
-from cdclake.demo import Delivery, DemoSource
+from cdclake.core.config import PipelineConfig, parse_config
+from demo import Delivery, DemoSource
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAVEL = "delta_emr_source.travel_details"

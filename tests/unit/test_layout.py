@@ -2,17 +2,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cdclake.config import DmsLayout
-from cdclake.layout import (
-    CDC,
-    LOAD,
-    HourArgumentError,
-    RawFile,
-    Window,
-    classify,
-    hour_folder,
-    parse_hour,
-)
+from cdclake.core.config import DmsLayout
+from cdclake.core.dms import CDC, LOAD, RawFile, classify, hour_folder
+from cdclake.core.hours import HourArgumentError, parse_hour
+from cdclake.job.files import Window
 
 H10 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 

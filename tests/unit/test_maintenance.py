@@ -4,11 +4,12 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cdc_maintenance import main, parse_args, parse_now
 
-from cdclake.cli import EXIT_USAGE, UsageError
-from cdclake.config import MaintenanceConfig
-from cdclake.maintenance import Cutoffs, cutoffs, partition_predicate, sql_string
+from cdclake.cli.maintenance import main, parse_args, parse_now
+from cdclake.cli.scaffold import EXIT_USAGE, UsageError
+from cdclake.core.config import MaintenanceConfig
+from cdclake.core.sql import partition_predicate, sql_string
+from cdclake.lake.maintenance import Cutoffs, cutoffs
 
 NOW = datetime(2026, 11, 23, tzinfo=UTC)
 

@@ -4,7 +4,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from cdclake.metrics import NAMESPACE, metric_data, publish
+from cdclake.core.metrics import NAMESPACE, metric_data, publish
 
 NOW = datetime(2026, 11, 22, 11, 5, tzinfo=UTC)
 

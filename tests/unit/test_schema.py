@@ -1,7 +1,7 @@
 import pytest
 from pyspark.sql import types as T
 
-from cdclake.schema import SchemaDriftError, plan_schema, widens_safely
+from cdclake.job.drift import SchemaDriftError, plan_schema, widens_safely
 
 
 @pytest.mark.parametrize(

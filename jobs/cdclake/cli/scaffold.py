@@ -1,0 +1,129 @@
+"""What every command line shares: the argument parser (usage errors raise instead of
+exiting), exit codes, logging, the per-table loop and the summary.
+
+Exit status, for every entry point: **0** every table succeeded (or had nothing to do), **1**
+a table (or a check) failed while the others still ran, **2** bad arguments or config; the
+scheduler retries 1 and fails 2 at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn, TypeVar
+
+from cdclake.core.config import TableConfig
+
+log = logging.getLogger("cdclake")
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_TABLE_FAILED = EXIT_CHECK_FAILED = EXIT_FAILED
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+R = TypeVar("R")
+
+
+class UsageError(ValueError):
+    """Arguments that do not parse or do not make sense together."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser that raises :class:`UsageError` instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def build_parser(prog: str, doc: str | None, *, log_level: str = "INFO") -> Parser:
+    """A parser with the options every entry point takes: ``--config``, ``--tables``,
+    ``--log-level``; its description is the first paragraph of ``doc``."""
+    p = Parser(prog=prog, description=(doc or "").split("\n\n")[0])
+    p.add_argument("--config", required=True, help="pipeline config (path or s3:// URI)")
+    p.add_argument("--tables", help="comma-separated schema.table list (default: all)")
+    p.add_argument("--log-level", default=log_level)
+    return p
+
+
+def add_spark_options(p: argparse.ArgumentParser) -> None:
+    """The options of the Spark jobs: ``--profile``, ``--run-id``, ``--summary-json``."""
+    p.add_argument("--profile", choices=["local", "emr"], help="Spark profile (default: auto)")
+    p.add_argument("--run-id", help="identifier recorded in the summaries (default: random)")
+    p.add_argument("--summary-json", help="also write the per-table summaries to this file")
+
+
+def table_names(text: str | None) -> list[str]:
+    """``--tables a.b, c.d`` as a list (empty: all tables)."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def setup_logging(argv: Sequence[str] | None, default: str = "INFO") -> None:
+    """Log to stderr at ``--log-level`` (read before parsing, so usage errors are logged)."""
+    level = default
+    args = list(argv if argv is not None else sys.argv[1:])
+    if "--log-level" in args and args.index("--log-level") + 1 < len(args):
+        level = args[args.index("--log-level") + 1]
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def usage_failure(prog: str, exc: Exception) -> int:
+    """Report a usage or config error and return :data:`EXIT_USAGE`."""
+    log.error("%s", exc)
+    sys.stderr.write(f"{prog}: error: {exc}\n")
+    return EXIT_USAGE
+
+
+def new_run_id() -> str:
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def for_each_table(
+    tables: Iterable[TableConfig],
+    run_one: Callable[[TableConfig], R],
+    on_error: Callable[[TableConfig, Exception], R],
+) -> list[R]:
+    """Run every table; one table's failure does not stop the others (its record says why).
+    Each record is logged as a one-line JSON ``summary``."""
+    records = []
+    for table in tables:
+        try:
+            rec = run_one(table)
+        except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
+            log.exception("%s: run failed", table.qualified_name)
+            rec = on_error(table, exc)
+        records.append(rec)
+        log.info("summary %s", summary_line(rec))
+    return records
+
+
+def summary_line(rec: Any) -> str:
+    return json.dumps(_plain(rec), default=str, sort_keys=True)
+
+
+def write_summary(path: str | None, records: Sequence[Any]) -> None:
+    """``--summary-json``: the records as a JSON list."""
+    if path:
+        with open(path, "w") as fh:
+            json.dump([_plain(r) for r in records], fh, default=str, indent=2)
+
+
+def _plain(rec: Any) -> Any:
+    return rec.to_json() if hasattr(rec, "to_json") else rec
+
+
+def exit_status(label: str, records: Sequence[Any], also_failed: Sequence[str] = ()) -> int:
+    """Log the run's one-line result; :data:`EXIT_FAILED` when a table or a step failed."""
+    failed = [r.table for r in records if r.status == "failed"] + list(also_failed)
+    log.info(
+        "%s: %d table(s), %d failed%s",
+        label,
+        len(records),
+        len(failed),
+        f" ({', '.join(failed)})" if failed else "",
+    )
+    return EXIT_FAILED if failed else EXIT_OK

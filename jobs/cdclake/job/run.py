@@ -1,0 +1,134 @@
+"""One table's run, top to bottom: choose files -> read + validate -> decide -> apply
+(quarantine, tombstones, the data commit, ledger). The audit record it returns is appended by
+the command line (:mod:`cdclake.cli.merge`) for all tables at once.
+
+Each table's data change is exactly one Delta commit. Bookkeeping writes come after it and are
+idempotent, so a crash anywhere followed by a rerun converges to the same table.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+
+from cdclake.core.columns import DELETE_ABSENT, STALE
+from cdclake.core.config import PipelineConfig, TableConfig
+from cdclake.core.records import NOOP, SUCCEEDED, AuditRecord, Stopwatch
+from cdclake.job import apply, decide
+from cdclake.job.context import RunContext, open_target
+from cdclake.job.decide import BatchPlan
+from cdclake.job.drift import fit_to_table
+from cdclake.job.files import Window, list_raw_files, load_files
+from cdclake.job.read import read_batch
+from cdclake.lake.tables import Commit
+
+FULL, INCREMENTAL = "full", "incremental"
+
+
+class NoInputError(RuntimeError):
+    """A full load found no LOAD files for the table."""
+
+
+def run_table(
+    spark: SparkSession,
+    cfg: PipelineConfig,
+    table: TableConfig,
+    run_id: str,
+    window: Window | None,
+) -> AuditRecord:
+    """A full load (``window`` None) or an incremental run of ``window``."""
+    ctx = RunContext.of(spark, cfg, table, run_id)
+    return run_full(ctx) if window is None else run_incremental(ctx, window)
+
+
+def start_record(run_id: str, table: TableConfig, window: Window | None) -> AuditRecord:
+    if window is None:
+        return AuditRecord.start(run_id, table.qualified_name, FULL)
+    return AuditRecord.start(run_id, table.qualified_name, INCREMENTAL, window.until, window.since)
+
+
+def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
+    rec, clock = start_record(ctx.run_id, ctx.table, window), Stopwatch()
+    target = open_target(ctx)
+    listed = list_raw_files(ctx.spark, ctx.raw_location, ctx.cfg.dms)
+    files = window.select(listed, target.ledger.applied, floor=target.ledger.watermark)
+    clock.lap("list")
+    if not files:
+        return finished(rec.but(status=NOOP), clock)
+    with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
+        clock.lap("read")
+        good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table)
+        classified = decide.classify(ctx, good, target, batch.stats)
+        with decide.staged(ctx.spark, classified, ctx.state.staging_path, ctx.run_id) as staged:
+            plan = decide.plan_batch(staged, files, batch.stats, ctx.keys, ctx.parts)
+            clock.lap("dedupe")
+            apply.quarantine(ctx, batch.bad, plan)
+            apply.tombstones(ctx, staged, plan)
+            clock.lap("tombstones")
+            commit = apply.merge(ctx, staged, plan, target.exists)
+            clock.lap("merge")
+    apply.ledger(ctx, target.ledger.generation, plan, commit)
+    clock.lap("ledger")
+    return finished(applied(rec, plan, commit), clock)
+
+
+def run_full(ctx: RunContext) -> AuditRecord:
+    rec, clock = start_record(ctx.run_id, ctx.table, None), Stopwatch()
+    target = open_target(ctx)
+    files = load_files(list_raw_files(ctx.spark, ctx.raw_location, ctx.cfg.dms))
+    if not files:
+        raise NoInputError(f"{ctx.name}: no LOAD files under {ctx.raw_location}")
+    clock.lap("list")
+    with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
+        clock.lap("read")
+        rows, stale = decide.load_winners(ctx, batch.good, target)
+        plan = BatchPlan(tuple(files), batch.stats, counts={STALE: stale})
+        clock.lap("dedupe")
+        apply.quarantine(ctx, batch.bad, plan)
+        apply.start_generation(ctx, plan)
+        commit = apply.overwrite(ctx, rows, plan, target.exists)
+        clock.lap("merge")
+    apply.ledger(ctx, ctx.run_id, plan, commit)
+    clock.lap("ledger")
+    return finished(loaded(rec, plan, commit), clock)
+
+
+def described(rec: AuditRecord, plan: BatchPlan) -> AuditRecord:
+    """The record with what was read."""
+    s = plan.stats
+    return rec.but(
+        files=len(plan.files),
+        hours=plan.hours,
+        records=s.records,
+        records_by_op=s.records_by_op,
+        quarantined=s.quarantined,
+        newest_change_ts=s.newest_ts,
+        stale_skipped=plan.count(STALE),
+    )
+
+
+def applied(rec: AuditRecord, plan: BatchPlan, commit: Commit | None) -> AuditRecord:
+    """The record of a successful incremental run (row counts from Delta's metrics)."""
+    return described(rec, plan).but(
+        status=SUCCEEDED,
+        deletes_of_absent_keys=plan.count(DELETE_ABSENT),
+        duplicates_collapsed=plan.duplicates_collapsed,
+        rows_inserted=commit.metric("numTargetRowsInserted") if commit else 0,
+        rows_updated=commit.metric("numTargetRowsUpdated") if commit else 0,
+        rows_deleted=commit.metric("numTargetRowsDeleted") if commit else 0,
+        delta_version=commit.version if commit else None,
+    )
+
+
+def loaded(rec: AuditRecord, plan: BatchPlan, commit: Commit) -> AuditRecord:
+    """The record of a successful full load."""
+    inserted = commit.metric("numOutputRows")
+    return described(rec, plan).but(
+        status=SUCCEEDED,
+        rows_inserted=inserted,
+        duplicates_collapsed=plan.stats.valid - inserted - plan.count(STALE),
+        delta_version=commit.version,
+    )
+
+
+def finished(rec: AuditRecord, clock: Stopwatch) -> AuditRecord:
+    return rec.but(duration_s=clock.elapsed, timings=dict(clock.timings))

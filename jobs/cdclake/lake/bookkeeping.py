@@ -1,0 +1,259 @@
+"""Bookkeeping Delta tables kept beside each lake table (never queried by analysts).
+
+- ledger: which raw files have been applied, per full-load *generation*, and each full load's
+  watermark (its timestamp: every change older than it is already in the load);
+- tombstones: key and change order of deleted rows, so an older change replayed later cannot
+  bring a row back (append-only; the newest per key counts);
+- quarantine: rows that could not be applied, with the reason and source file;
+- audit: one row per table per run (shared by all tables).
+
+All writes are idempotent (MERGE on natural keys, or appends whose readers ignore repeats) or
+append-only records of a run, so a crash between any two of them followed by a rerun converges
+to the same state.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdclake.core.columns import OP, ORDER_COLUMNS
+from cdclake.core.config import PipelineConfig, TableConfig
+from cdclake.core.dms import RawFile
+from cdclake.core.hours import as_utc
+from cdclake.core.records import AuditRecord, spark_schema
+from cdclake.lake.order import ORDER_FIELDS, order_key
+
+LEDGER_SCHEMA = T.StructType(
+    [
+        T.StructField("generation", T.StringType(), False),
+        T.StructField("kind", T.StringType(), False),  # full_load | load | cdc
+        T.StructField("file", T.StringType(), True),
+        T.StructField("hour", T.TimestampType(), True),
+        T.StructField("size", T.LongType(), True),
+        T.StructField("watermark", T.TimestampType(), True),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("data_version", T.LongType(), True),
+        T.StructField("recorded_at", T.TimestampType(), False),
+    ]
+)
+
+QUARANTINE_SCHEMA = T.StructType(
+    [
+        T.StructField("reason", T.StringType(), False),
+        T.StructField("source_file", T.StringType(), False),
+        T.StructField("row_pos", T.LongType(), True),
+        T.StructField("record", T.StringType(), True),
+        T.StructField("run_id", T.StringType(), False),
+        T.StructField("quarantined_at", T.TimestampType(), False),
+    ]
+)
+
+# The audit table's columns are the fields of the record (one definition).
+AUDIT_SCHEMA = spark_schema(AuditRecord)
+
+
+def read_delta(spark: SparkSession, path: str, schema: T.StructType | None = None) -> DataFrame:
+    """The table at ``path``, or an empty frame of ``schema`` when it does not exist yet."""
+    if DeltaTable.isDeltaTable(spark, path):
+        return spark.read.format("delta").load(path)
+    if schema is None:
+        raise FileNotFoundError(f"no Delta table at {path}")
+    return spark.createDataFrame([], schema)
+
+
+# Every run appends a small file to the ledger (and often the tombstones), and the job reads
+# both on every run: it compacts them itself once they reach this many files, so its reads stay
+# flat between the daily maintenance runs. (Delta's auto-compaction would do the same, but its
+# post-commit check rebuilds the table state after every append: ~1 s per table per run.)
+COMPACT_AT_FILES = 50
+
+
+def append(df: DataFrame, path: str) -> None:
+    df.write.format("delta").mode("append").save(path)
+
+
+def compact(spark: SparkSession, path: str) -> int:
+    """Rewrite a small bookkeeping table's files into one (the old ones stay until VACUUM);
+    returns how many files it replaced."""
+    row = DeltaTable.forPath(spark, path).optimize().executeCompaction().first()
+    metrics = row["metrics"] if row is not None else None
+    return int(metrics["numFilesRemoved"] or 0) if metrics is not None else 0
+
+
+def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType) -> DataFrame:
+    """A one-partition DataFrame of a few driver-side rows, built in the JVM.
+
+    ``spark.createDataFrame(list)`` ships pickled rows to Python workers and splits them over
+    ``spark.default.parallelism`` partitions: ~1 s and up to 8 tiny files per bookkeeping
+    append. Here the rows travel as JSON strings and are parsed against ``schema`` (FAILFAST:
+    a value that does not fit fails instead of becoming null). Naive datetimes are local time,
+    as in ``createDataFrame``; ints are accepted for double columns.
+    """
+    names = schema.fieldNames()
+    lines = spark.sparkContext._jvm.java.util.ArrayList()  # type: ignore[union-attr]
+    for row in rows:
+        lines.add(json.dumps(dict(zip(names, row, strict=True)), default=_json_value))
+    jspark = spark._jsparkSession
+    encoders = spark.sparkContext._jvm.org.apache.spark.sql.Encoders  # type: ignore[union-attr]
+    jschema = jspark.parseDataType(schema.json())
+    parsed = (
+        jspark.read()
+        .schema(jschema)
+        .option("mode", "FAILFAST")
+        .json(jspark.createDataset(lines, encoders.STRING()))
+        .coalesce(1)
+    )
+    # JSON makes every column nullable; re-apply the schema so NOT NULL columns stay so.
+    return DataFrame(jspark.createDataFrame(parsed.rdd(), jschema), spark)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.astimezone()).isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot write {type(value).__name__} to a bookkeeping table")
+
+
+@dataclass(frozen=True)
+class Ledger:
+    generation: str | None
+    watermark: datetime | None
+    applied: set[str]
+    finished_runs: set[str]
+
+
+class TableState:
+    """The bookkeeping of one lake table."""
+
+    def __init__(self, spark: SparkSession, cfg: PipelineConfig, table: TableConfig) -> None:
+        self.spark, self.table = spark, table
+        self.ledger_path = cfg.state_location(table, "ledger")
+        self.tombstone_path = cfg.state_location(table, "tombstones")
+        self.quarantine_path = cfg.state_location(table, "quarantine")
+        # Scratch files of running runs (see cdclake.job.decide.staged); not a Delta table.
+        self.staging_path = cfg.state_location(table, "staging")
+        # Files in the ledger / tombstones as last read by this run.
+        self._files: dict[str, int] = {}
+
+    # ---- ledger -------------------------------------------------------------------------
+    def ledger(self) -> Ledger:
+        """What the ledger says, in one read: the current full-load generation and its
+        watermark, the CDC files applied in that generation, and the runs that finished."""
+        ledger = read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
+        rows = ledger.select(
+            "generation", "kind", "file", "watermark", "run_id", "recorded_at"
+        ).collect()
+        self._count_files(self.ledger_path, ledger)
+        loads = sorted(
+            (r for r in rows if r["kind"] == "full_load"), key=lambda r: r["recorded_at"]
+        )
+        generation = loads[-1]["generation"] if loads else ""
+        return Ledger(
+            generation=generation or None,
+            watermark=as_utc(loads[-1]["watermark"]) if loads else None,
+            applied={
+                r["file"] for r in rows if r["kind"] == "cdc" and r["generation"] == generation
+            },
+            finished_runs={r["run_id"] for r in rows if r["kind"] != "full_load"},
+        )
+
+    def record_full_load(self, generation: str, watermark: datetime | None, run_id: str) -> None:
+        now = datetime.now().astimezone()
+        row = (generation, "full_load", None, None, None, watermark, run_id, None, now)
+        self._append_ledger([row])
+
+    def record_files(
+        self, generation: str | None, files: Sequence[RawFile], run_id: str, version: int | None
+    ) -> None:
+        now = datetime.now().astimezone()
+        rows = [
+            (generation or "", f.kind, f.path, f.hour, f.size, None, run_id, version, now)
+            for f in files
+        ]
+        self._append_ledger(rows)
+
+    def _append_ledger(self, rows: list[tuple]) -> None:
+        self._append(local_frame(self.spark, rows, LEDGER_SCHEMA), self.ledger_path)
+
+    def _count_files(self, path: str, df: DataFrame) -> None:
+        """Remember how many files the snapshot just read has (cheap: its state is already
+        loaded for the read)."""
+        self._files[path] = len(df.inputFiles())  # 0 for the empty frame of a missing table
+
+    def _append(self, df: DataFrame, path: str) -> None:
+        append(df, path)
+        files = self._files.get(path)
+        if files is not None:
+            self._files[path] = files + 1
+            if files + 1 >= COMPACT_AT_FILES:
+                compact(self.spark, path)
+                self._files[path] = 1
+
+    # ---- tombstones ---------------------------------------------------------------------
+    def tombstones(self, key_schema: T.StructType, of: DataFrame | None = None) -> DataFrame:
+        """The newest tombstone of each deleted key (keys + order columns).
+
+        The table is append-only (one row per applied delete), so a key may hold several
+        tombstones, and one older than a later re-insert: only the newest counts, and a
+        superseded one is harmless because the live row is newer still. ``of``: restrict to
+        the keys of this frame before aggregating (the batch's keys).
+        """
+        schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
+        keys = list(key_schema.fieldNames())
+        tombs = read_delta(self.spark, self.tombstone_path, schema)
+        self._count_files(self.tombstone_path, tombs)
+        if of is not None:
+            tombs = tombs.join(of.select(*keys), keys, "left_semi")
+        newest = F.max(order_key()).alias("_cdc_d_order")
+        return tombs.groupBy(*keys).agg(newest).select(*keys, "_cdc_d_order.*")
+
+    def apply_tombstones(self, changes: DataFrame, keys: Sequence[str]) -> None:
+        """Record the batch's deletes (``_cdc_op = 'D'``) as tombstones: an append, no MERGE.
+
+        ``changes`` holds the batch's non-stale winners: keys, ``_cdc_op`` and order columns.
+        A rerun after a crash appends the same rows again; readers take the newest per key, so
+        duplicates change nothing, and maintenance compacts and expires them.
+        """
+        rows = changes.where(F.col(OP) == "D").select(*keys, *ORDER_COLUMNS)
+        self._append(rows, self.tombstone_path)
+
+    # ---- quarantine ---------------------------------------------------------------------
+    def quarantine(self, bad: DataFrame, run_id: str) -> None:
+        """Add quarantined rows once: a rerun over the same files adds nothing."""
+        rows = bad.select(
+            "reason",
+            "source_file",
+            "row_pos",
+            "record",
+            F.lit(run_id).alias("run_id"),
+            F.current_timestamp().alias("quarantined_at"),
+        )
+        if not DeltaTable.isDeltaTable(self.spark, self.quarantine_path):
+            append(rows, self.quarantine_path)
+            return
+        (
+            DeltaTable.forPath(self.spark, self.quarantine_path)
+            .alias("t")
+            .merge(
+                rows.alias("s"),
+                "t.source_file = s.source_file AND t.row_pos <=> s.row_pos "
+                "AND t.record <=> s.record",
+            )
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+
+def append_audit(spark: SparkSession, cfg: PipelineConfig, records: Sequence[AuditRecord]) -> None:
+    """Append this run's per-table audit records."""
+    df = local_frame(spark, [r.to_row() for r in records], AUDIT_SCHEMA)
+    append(df, cfg.audit_location)
