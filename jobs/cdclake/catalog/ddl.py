@@ -186,7 +186,7 @@ def redshift_partition_ddl(
     def spec(values: Sequence[str | None]) -> str:
         return ", ".join(
             f"{c.lower()} = {_sql_string(v if v is not None else NULL_PARTITION)}"
-            for c, v in zip(meta.partition_columns, values, strict=True)
+            for c, v in zip(meta.partition_columns, values)
         )
 
     out = [

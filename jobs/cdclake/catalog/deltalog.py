@@ -191,7 +191,7 @@ def parse_partition_path(relative: str, columns: tuple[str, ...]) -> tuple[str |
     if len(parts) != len(columns):
         raise DeltaLogError(f"manifest folder '{relative}' does not match partitions {columns}")
     values: list[str | None] = []
-    for col, part in zip(columns, parts, strict=True):
+    for col, part in zip(columns, parts):
         name, sep, value = part.partition("=")
         if not sep or unquote(name) != col:
             raise DeltaLogError(f"manifest folder '{relative}': expected '{col}=...' at '{part}'")

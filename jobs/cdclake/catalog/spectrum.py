@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdclake.catalog.deltalog import manifest_data_files, read_table_meta
 from cdclake.catalog.types import arrow_type
+from cdclake.core.hours import UTC
 from cdclake.core.uris import local_path
-
-UTC = UTC
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdclake.cli.scaffold import (
@@ -30,6 +30,7 @@ from cdclake.cli.scaffold import (
     write_summary,
 )
 from cdclake.core.config import ConfigError, load_config
+from cdclake.core.hours import UTC
 
 PROG = "cdc_maintenance.py"
 log = logging.getLogger("cdclake")

@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import logging
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cdclake.cli.scaffold import (
@@ -32,7 +32,7 @@ from cdclake.cli.scaffold import (
     write_summary,
 )
 from cdclake.core.config import ConfigError, load_config
-from cdclake.core.hours import HourArgumentError, as_utc, parse_hour
+from cdclake.core.hours import UTC, HourArgumentError, as_utc, parse_hour
 from cdclake.core.records import AuditRecord
 
 __all__ = ["EXIT_OK", "EXIT_TABLE_FAILED", "EXIT_USAGE", "UsageError", "main", "parse_args"]

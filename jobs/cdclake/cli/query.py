@@ -61,7 +61,7 @@ def format_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
 
     def line(row: Sequence[str]) -> str:
-        return " | ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+        return " | ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
 
     sep = "-+-".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), sep, *(line(r) for r in cells[1:])]) + "\n"

@@ -14,10 +14,11 @@ import logging
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
 from cdclake.core.config import TableConfig
+from cdclake.core.hours import UTC
 
 log = logging.getLogger("cdclake")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from cdclake.core.config import DmsLayout
+from cdclake.core.hours import UTC
 
 LOAD = "load"
 CDC = "cdc"

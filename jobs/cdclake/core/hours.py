@@ -4,8 +4,10 @@ hourly DAG's data intervals. Pure."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
+# datetime.UTC is 3.11+; the job also runs on EMR Serverless's Python 3.9.
+UTC = timezone.utc
 HOUR = timedelta(hours=1)
 
 

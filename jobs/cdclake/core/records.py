@@ -10,16 +10,39 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
+
+from cdclake.core.hours import UTC
 
 # Statuses of a table's run.
 RUNNING, SUCCEEDED, NOOP, FAILED = "running", "succeeded", "noop", "failed"
 ERROR_LIMIT = 4000  # characters of an error kept in a record
 
 
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """What every run record can do (the records are frozen dataclasses)."""
+
+    status: str
+    error: str | None
+
+    def but(self: R, **changes: Any) -> R:
+        """A copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+    def failed(self: R, exc: BaseException) -> R:
+        return self.but(status=FAILED, error=error_text(exc)[:ERROR_LIMIT])
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as plain JSON values (the ``summary`` log line, ``--summary-json``)."""
+        return to_json(self)
+
+
 @dataclass(frozen=True)
-class AuditRecord:
+class AuditRecord(Record):
     """One table's merge run: what it read, decided and wrote (a row of the audit table)."""
 
     run_id: str
@@ -66,24 +89,13 @@ class AuditRecord:
             started_at=datetime.now(UTC),
         )
 
-    def but(self, **changes: Any) -> AuditRecord:
-        """A copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
-
-    def failed(self, exc: BaseException) -> AuditRecord:
-        return self.but(status=FAILED, error=error_text(exc)[:ERROR_LIMIT])
-
-    def to_json(self) -> dict[str, Any]:
-        """The record as plain JSON values (the ``summary`` log line, ``--summary-json``)."""
-        return to_json(self)
-
     def to_row(self) -> tuple[Any, ...]:
         """The record as a row of :func:`spark_schema` (field order)."""
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
 
 
 @dataclass(frozen=True)
-class MaintenanceRecord:
+class MaintenanceRecord(Record):
     """One table's maintenance run."""
 
     run_id: str
@@ -107,15 +119,6 @@ class MaintenanceRecord:
     duration_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
-
-    def but(self, **changes: Any) -> MaintenanceRecord:
-        return dataclasses.replace(self, **changes)
-
-    def failed(self, exc: BaseException) -> MaintenanceRecord:
-        return self.but(status=FAILED, error=error_text(exc)[:ERROR_LIMIT])
-
-    def to_json(self) -> dict[str, Any]:
-        return to_json(self)
 
 
 def to_json(record: Any) -> dict[str, Any]:

@@ -225,7 +225,7 @@ def plan_batch(
         files=tuple(files),
         stats=stats,
         counts={r[STATUS]: r["n"] for r in rows},
-        partitions=tuple(dict(zip(parts, v, strict=True)) for v in sorted(found, key=str)),
+        partitions=tuple(dict(zip(parts, v)) for v in sorted(found, key=str)),
         key_range=(min(los), max(his)) if los else None,
     )
 

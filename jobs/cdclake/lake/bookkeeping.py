@@ -100,7 +100,7 @@ def local_frame(spark: SparkSession, rows: Sequence[tuple], schema: T.StructType
     names = schema.fieldNames()
     lines = spark.sparkContext._jvm.java.util.ArrayList()  # type: ignore[union-attr]
     for row in rows:
-        lines.add(json.dumps(dict(zip(names, row, strict=True)), default=_json_value))
+        lines.add(json.dumps(dict(zip(names, row)), default=_json_value))
     jspark = spark._jsparkSession
     encoders = spark.sparkContext._jvm.org.apache.spark.sql.Encoders  # type: ignore[union-attr]
     jschema = jspark.parseDataType(schema.json())

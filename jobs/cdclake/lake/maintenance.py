@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -41,6 +41,7 @@ from pyspark.sql import SparkSession
 
 from cdclake.core.columns import COMMIT_TS
 from cdclake.core.config import MaintenanceConfig, PipelineConfig, TableConfig
+from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
 from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
 
