@@ -1,0 +1,7 @@
+"""``python -m capture``: see :mod:`capture.cli`."""
+
+import sys
+
+from capture.cli import main
+
+sys.exit(main())
