@@ -109,6 +109,7 @@ class _Shape:
     """How one version of a table's relation maps to file columns."""
 
     table: TableConfig
+    name: str  # qualified, looked up once per row
     columns: Columns
     project: Callable[[TupleData], tuple[Any, ...]]  # relation tuple -> file values
     key: Callable[[TupleData], Any]  # relation tuple -> configured key values
@@ -201,6 +202,7 @@ class ChangeBuffer:
         self._versions[table.qualified_name] += 1
         self._shapes[msg.relid] = _Shape(
             table,
+            table.qualified_name,
             columns,
             _getter(keep),
             _getter([names.index(k) for k in table.primary_key]),
@@ -213,7 +215,7 @@ class ChangeBuffer:
     def insert(self, msg: Insert) -> None:
         if shape := self._shape(msg.relid):
             self._add(shape, "I", msg.new)
-            self.stats.tables[shape.table.qualified_name].inserts += 1
+            self.stats.tables[shape.name].inserts += 1
 
     def update(self, msg: Update) -> None:
         shape = self._shape(msg.relid)
@@ -223,7 +225,7 @@ class ChangeBuffer:
         # Only the written columns matter: a dropped (e.g. PII) column may stay unchanged.
         if UNCHANGED in shape.project(new) or UNCHANGED in shape.key(new):
             new = _fill_unchanged(shape, msg)
-        stats = self.stats.tables[shape.table.qualified_name]
+        stats = self.stats.tables[shape.name]
         if msg.old is not None and shape.key(msg.old) != shape.key(new):
             self._add(shape, "D", msg.old)
             self._add(shape, "I", new)
@@ -235,7 +237,7 @@ class ChangeBuffer:
     def delete(self, msg: Delete) -> None:
         if shape := self._shape(msg.relid):
             self._add(shape, "D", msg.old)
-            self.stats.tables[shape.table.qualified_name].deletes += 1
+            self.stats.tables[shape.name].deletes += 1
 
     def truncate(self, relids: tuple[int, ...]) -> None:
         txn = self._require_txn("truncate")
@@ -243,7 +245,7 @@ class ChangeBuffer:
             shape = self._shapes.get(relid)
             if shape is None or txn.skip:
                 continue
-            self.stats.tables[shape.table.qualified_name].truncates += 1
+            self.stats.tables[shape.name].truncates += 1
             log.warning(
                 "TRUNCATE of %s committed at %s is not replicated (DMS does not capture "
                 "TRUNCATE from PostgreSQL): the lake keeps the rows; run a full load "
@@ -275,7 +277,7 @@ class ChangeBuffer:
     def _add(self, shape: _Shape, op: str, tup: TupleData) -> None:
         txn = self._txn
         assert txn is not None
-        slot = (shape.table.qualified_name, txn.hour, shape.version)
+        slot = (shape.name, txn.hour, shape.version)
         entry = self._rows.get(slot)
         if entry is None:
             entry = self._rows[slot] = (shape, [])

@@ -117,43 +117,12 @@ def start_cluster(
     cluster = Cluster(base=base.resolve(), port=_free_port() if tcp else 5432, tcp=tcp)
     cluster.socket_dir.mkdir(exist_ok=True)
     _hand_over(cluster.base)
-    _run_pg(
-        [
-            str(PG_BIN / "initdb"),
-            "-D",
-            str(cluster.data_dir),
-            "-U",
-            SUPERUSER,
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        ],
-        cluster.base,
-    )
-    conf = {**DEFAULT_SETTINGS, **(settings or {})}
-    conf |= {
-        "listen_addresses": "'127.0.0.1'" if tcp else "''",
-        "port": str(cluster.port),
-        "unix_socket_directories": f"'{cluster.socket_dir}'",
-    }
-    with (cluster.data_dir / "postgresql.auto.conf").open("a") as f:
-        f.writelines(f"{k} = {_quote(v)}\n" for k, v in conf.items())
-    _run_pg(
-        [
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(cluster.data_dir),
-            "-l",
-            str(cluster.log_file),
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        cluster.base,
-        env=server_env,
-    )
+    data = str(cluster.data_dir)
+    initdb = ["-U", SUPERUSER, "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"]
+    _run_pg([str(PG_BIN / "initdb"), "-D", data, *initdb], cluster.base)
+    _configure(cluster, {**DEFAULT_SETTINGS, **(settings or {})})
+    pg_ctl = ["-l", str(cluster.log_file), "-w", "-t", "60", "start"]
+    _run_pg([str(PG_BIN / "pg_ctl"), "-D", data, *pg_ctl], cluster.base, env=server_env)
     log.info("PostgreSQL cluster running in %s (%s)", cluster.base, cluster.dsn)
     return cluster
 
@@ -166,6 +135,17 @@ def throwaway_cluster(**kwargs: object) -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+def _configure(cluster: Cluster, settings: dict[str, str]) -> None:
+    """Settings, where to listen (own socket folder; TCP on loopback only if asked)."""
+    conf = settings | {
+        "listen_addresses": "'127.0.0.1'" if cluster.tcp else "''",
+        "port": str(cluster.port),
+        "unix_socket_directories": f"'{cluster.socket_dir}'",
+    }
+    with (cluster.data_dir / "postgresql.auto.conf").open("a") as f:
+        f.writelines(f"{k} = {_quote(v)}\n" for k, v in conf.items())
 
 
 def _quote(value: str) -> str:

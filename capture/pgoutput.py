@@ -174,22 +174,23 @@ def _relation(buf: bytes, pos: int) -> Relation:
 
 
 def _tuple(buf: bytes, pos: int) -> tuple[TupleData, int]:
+    # The hot loop of the capture: local names, one branch per value.
     ncols = _I16.unpack_from(buf, pos)[0]
     pos += 2
     values: list[Value] = []
-    append = values.append
+    append, length_at = values.append, _I32.unpack_from
     for _ in range(ncols):
         kind = buf[pos]
-        pos += 1
         if kind == 0x74:  # 't' text
-            length = _I32.unpack_from(buf, pos)[0]
-            pos += 4
-            append(buf[pos : pos + length].decode("utf-8"))
-            pos += length
+            end = pos + 5 + length_at(buf, pos + 1)[0]
+            append(buf[pos + 5 : end].decode())
+            pos = end
         elif kind == 0x6E:  # 'n' null
             append(None)
+            pos += 1
         elif kind == 0x75:  # 'u' unchanged TOASTed value
             append(UNCHANGED)
+            pos += 1
         else:
             raise ProtocolError(f"unexpected tuple value kind {chr(kind)!r} (text format expected)")
     return tuple(values), pos

@@ -43,6 +43,7 @@ def connect(dsn: str, *, replication: bool = False) -> Any:
     options = " ".join(f"-c {k}={v}" for k, v in SESSION_SETTINGS.items())
     params["options"] = f"{params.get('options', '')} {options}".strip()
     params.setdefault("application_name", APPLICATION_NAME)
+    params["client_encoding"] = "UTF8"  # pgoutput's text values are decoded as UTF-8
     factory = psycopg2.extras.LogicalReplicationConnection if replication else None
     try:
         conn = psycopg2.connect(connection_factory=factory, **params)
