@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from capture.load import initialize
+from capture.load import drop, initialize
 from capture.options import Options
 from capture.source import connect
 from capture.stream import stream
@@ -87,8 +87,6 @@ def _run(
         streamed = stream(cfg, opts, until_idle=True)
         seconds = time.monotonic() - t0
     finally:
-        from capture.load import drop
-
         drop(opts)
         conn.close()
     return {

@@ -303,4 +303,7 @@ def _fill_unchanged(shape: _Shape, msg: Update) -> TupleData:
             f"the lake. Run: ALTER TABLE {shape.table.qualified_name} REPLICA IDENTITY FULL, "
             "then a full load (python -m capture init --force)"
         )
-    return tuple(o if n is UNCHANGED else n for n, o in zip(msg.new, msg.old, strict=True))
+    filled = tuple(o if n is UNCHANGED else n for n, o in zip(msg.new, msg.old, strict=True))
+    if UNCHANGED in shape.project(filled):
+        raise UnchangedToastError(f"{shape.name}: the old row also lacks a TOASTed value")
+    return filled

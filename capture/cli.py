@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg2
+
 from capture.errors import CaptureError, CaptureUsageError
 from capture.options import DEFAULT_NAME, Options, default_state_dir
 from cdclake.core.config import ConfigError, PipelineConfig, load_config
@@ -112,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except CaptureError as exc:
         log.error("%s: %s", type(exc).__name__, exc)
+        return EXIT_FAILED
+    except (psycopg2.Error, OSError) as exc:  # connection lost, disk full...: say which
+        log.error("%s: %s", type(exc).__name__, str(exc).strip())
         return EXIT_FAILED
     line = json.dumps(summary, sort_keys=True, default=str)
     log.info("summary %s", line)

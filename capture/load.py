@@ -67,10 +67,11 @@ def initialize(cfg: PipelineConfig, opts: Options, *, force: bool = False) -> di
         resolver = TypeResolver(sql_conn)
         infos = [describe_table(sql_conn, t, resolver) for t in cfg.tables]
         for info in infos:
-            check_capturable(info)
+            check_capturable(info, cfg.dms)
         if force:
             for names in _existing_names(opts):
                 drop_capture(sql_conn, names)
+            state_path(opts.state_dir).unlink(missing_ok=True)
         _create_publication(sql_conn, opts.publication, infos)
         try:
             state, loaded = _slot_and_load(cfg, opts, sql_conn, infos, writer)

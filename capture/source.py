@@ -20,7 +20,7 @@ from psycopg2 import sql
 
 from capture.errors import SlotLostError, SourceError, UnsupportedTableError
 from capture.typemap import PgType, pg_type
-from cdclake.core.config import TableConfig
+from cdclake.core.config import DmsLayout, TableConfig
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +133,11 @@ def describe_table(conn: Any, table: TableConfig, types: TypeResolver) -> TableI
     return TableInfo(table, cols, identity, key)
 
 
-def check_capturable(info: TableInfo) -> None:
+def check_capturable(info: TableInfo, layout: DmsLayout) -> None:
     """Refuse a table whose deletes or updates could not be written faithfully.
 
-    * the configured key must be among the columns;
+    * the configured key must be among the columns, and no column may be named like one of
+      DMS's own columns (``Op``, the timestamp and sequence columns);
     * REPLICA IDENTITY NOTHING gives no key for deletes;
     * DEFAULT/INDEX: a delete carries only the identity key, which must cover the configured
       key; and an update leaves unchanged TOASTed values out with no old row to take them
@@ -147,6 +148,10 @@ def check_capturable(info: TableInfo) -> None:
     names = {c.name for c in info.columns}
     if missing := [k for k in t.primary_key if k not in names]:
         raise UnsupportedTableError(f"{name}: configured key column(s) {missing} do not exist")
+    if clash := sorted({c.name for c in info.captured} & set(layout.dms_columns)):
+        raise UnsupportedTableError(
+            f"{name}: column(s) {clash} have the names of DMS's columns (dms: in the config)"
+        )
     if info.identity == "f":
         return
     fix = f"ALTER TABLE {name} REPLICA IDENTITY FULL"

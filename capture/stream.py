@@ -89,7 +89,7 @@ def stream(cfg: PipelineConfig, opts: Options, *, until_idle: bool = False) -> d
         check_slot(sql_conn, state.slot)
         resolver = TypeResolver(sql_conn)
         for table in cfg.tables:
-            check_capturable(describe_table(sql_conn, table, resolver))
+            check_capturable(describe_table(sql_conn, table, resolver), cfg.dms)
         repl = connect(opts.dsn, replication=True)
         try:
             streamer = Streamer(cfg, opts, state, sql_conn, repl, resolver)
@@ -166,6 +166,9 @@ class Streamer:
             raise _slot_lost(self.state.slot, exc) from exc
         except pg_errors.UndefinedObject as exc:
             raise _slot_lost(self.state.slot, exc) from exc
+        # Confirm the saved position at once: psycopg2 then forwards it to keepalive positions
+        # while idle (even if everything replayed was skipped), so the slot does not pin WAL.
+        cur.send_feedback(write_lsn=self.state.lsn, flush_lsn=self.state.lsn, force=True)
         log.info("streaming slot %s from %s", self.state.slot, lsn_text(self.state.lsn))
         if until_idle:
             self.marker = uuid.uuid4().hex
@@ -212,7 +215,7 @@ class Streamer:
             case Truncate():
                 ch.truncate(msg.relids)
             case LogicalMessage(transactional=False, prefix=prefix, content=content, lsn=lsn):
-                if prefix == MARKER_PREFIX and content.decode() == self.marker:
+                if prefix == MARKER_PREFIX and self.marker and content == self.marker.encode():
                     ch.advance(lsn)
                     self.caught_up = True
 

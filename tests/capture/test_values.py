@@ -60,6 +60,13 @@ def test_table_without_key_for_deletes_is_refused(source, caplog):
     assert "deletes would carry no key" in caplog.text
 
 
+def test_column_named_like_a_dms_column_is_refused(source, caplog):
+    source.sql('CREATE SCHEMA s; CREATE TABLE s.docs (id int PRIMARY KEY, "Op" int)')
+    source.configure([DOCS])
+    assert source.capture("init") == 1
+    assert "['Op'] have the names of DMS's columns" in caplog.text
+
+
 TYPES_DDL = """
 CREATE SCHEMA s;
 CREATE TYPE s.mood AS ENUM ('sad', 'happy');
