@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     init = sub.add_parser("init", parents=[common], help="publication, slot, full load")
     init.add_argument("--force", action="store_true", help="drop an existing capture, reload")
-    init.add_argument("--load-file-mb", type=float, default=256.0, help="LOAD file size (text)")
+    init.add_argument("--load-file-mb", type=float, default=64.0, help="LOAD file size (text)")
     run = sub.add_parser("stream", parents=[common], help="write CDC files from the slot")
     mode = run.add_mutually_exclusive_group()
     mode.add_argument(

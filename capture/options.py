@@ -28,7 +28,8 @@ class Options:
     publication: str = DEFAULT_NAME
     flush_seconds: float = 60.0  # DMS's CdcMaxBatchInterval default
     flush_rows: int = 100_000  # also bounds memory: big transactions are written in parts
-    load_file_bytes: int = 256 * 1024 * 1024  # of text values per LOAD file (roughly)
+    # Text per LOAD file (roughly); a file is built in memory, Python objects take ~4x.
+    load_file_bytes: int = 64 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for what, name in (("slot", self.slot), ("publication", self.publication)):
