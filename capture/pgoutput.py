@@ -12,6 +12,7 @@ logical decoding Messages (the capture's own catch-up marker). Type and Origin a
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -243,7 +244,7 @@ def _message(buf: bytes, pos: int) -> LogicalMessage:
     return LogicalMessage(bool(flags & 1), lsn, prefix, buf[pos + 4 : pos + 4 + length])
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[bytes, int], Message]] = {
     "B": _begin,
     "C": _commit,
     "R": _relation,
