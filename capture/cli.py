@@ -1,4 +1,4 @@
-"""``python -m capture init|stream|drop``: the command line.
+"""``python -m capture init|stream|drop|status``: the command line.
 
 Exit status: 0 done; 1 the capture failed (the message says why and what to do); 2 bad
 arguments or pipeline config. Every command logs a one-line JSON ``summary`` and, with
@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--flush-seconds", type=float, default=60.0)
     run.add_argument("--flush-rows", type=int, default=100_000)
     sub.add_parser("drop", parents=[common], help="drop the slot and the publication")
+    sub.add_parser(
+        "status", parents=[common], help="exit 0 if the slot is healthy, 1 (and why) if not"
+    )
     return parser
 
 
@@ -88,6 +91,7 @@ def options_from(args: argparse.Namespace, cfg: PipelineConfig) -> Options:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run one parsed command; raises :class:`CaptureError` or :class:`ConfigError`."""
     from capture.load import drop, initialize
+    from capture.status import status
     from capture.stream import stream
 
     cfg = load_config(args.config)
@@ -96,6 +100,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return initialize(cfg, opts, force=args.force)
     if args.command == "stream":
         return stream(cfg, opts, until_idle=args.until_idle)
+    if args.command == "status":
+        return status(cfg, opts)
     return drop(opts)
 
 
