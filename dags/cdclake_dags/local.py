@@ -1,7 +1,9 @@
 """Tasks of the ``local`` target (the embedded default): the same steps as on AWS, with local
-stand-ins. The source steps write the DMS-format files the demo generator says have landed (in
-place of DMS); the compute steps run the same entry scripts with the same arguments through a
-local ``spark-submit``; the catalog and checks run on the local tables. Implements
+stand-ins. The source steps stand in for DMS, depending on the setting ``local_source``:
+``postgres``, the PostgreSQL capture (``capture/``) writes what the database committed;
+``demo``, the synthetic generator writes the files it says have landed; ``none``, something
+else delivers them. The compute steps run the same entry scripts with the same arguments
+through a local ``spark-submit``; the catalog and checks run on the local tables. Implements
 :class:`cdclake_dags.target.Target`."""
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ log = logging.getLogger(__name__)
 JOBS_DIR = REPO_DIR / "jobs"
 EXIT_USAGE = 2
 LOG_TAIL = 60
+CAPTURE_DSN_ENV = "CDCLAKE_CAPTURE_DSN"  # the capture CLI reads the same variable
 
 
 class LocalJobError(RuntimeError):
@@ -101,7 +104,7 @@ def job_extra_args(s: DagSettings, dag_id: str, run_id: str, task_id: str) -> li
     return ["--summary-json", str(s.summary_path(dag_id, run_id, task_id))]
 
 
-# ---- the demo source (stands in for DMS) -----------------------------------------------------
+# ---- the local source (stands in for DMS) ----------------------------------------------------
 def demo_source(s: DagSettings) -> Any:
     from demo.generator import DemoSource
 
@@ -111,8 +114,10 @@ def demo_source(s: DagSettings) -> Any:
     return DemoSource(s.pipeline, **options)
 
 
-def land(s: DagSettings, until: datetime) -> dict[str, int]:
-    """Write the demo files that have landed by ``until`` (kinds counted, for the log)."""
+def land(s: DagSettings, until: datetime) -> dict[str, Any]:
+    """Make the source's files for everything up to ``until`` land in the raw layer."""
+    if s.local_source == "postgres":
+        return capture_flush(s, until)
     if s.local_source != "demo":
         log.info("local_source=%s: files are delivered by something else", s.local_source)
         return {}
@@ -122,13 +127,114 @@ def land(s: DagSettings, until: datetime) -> dict[str, int]:
     return kinds
 
 
+def capture_options(s: DagSettings) -> Any:
+    """The capture's options: the database from ``CDCLAKE_CAPTURE_DSN`` (or libpq's ``PG*``
+    variables when it is empty), its state under ``<raw_root>/_capture``."""
+    from capture.options import Options, default_state_dir
+
+    return Options(dsn=os.environ.get(CAPTURE_DSN_ENV, ""), state_dir=default_state_dir(s.pipeline))
+
+
+def _capture_call(what: str, call: Any) -> Any:
+    """Run a capture step; errors a retry cannot fix fail the task at once, with their message
+    (a connection error or a busy slot is retried)."""
+    from capture.errors import (
+        CaptureUsageError,
+        NotInitializedError,
+        SlotLostError,
+        StateError,
+        UnchangedToastError,
+        UnsupportedTableError,
+    )
+
+    try:
+        return call()
+    except NotInitializedError as exc:
+        raise AirflowFailException(
+            f"{what}: the capture is not set up ({exc}); trigger cdclake_full_load first"
+        ) from exc
+    except (
+        SlotLostError,
+        StateError,
+        UnsupportedTableError,
+        UnchangedToastError,
+        CaptureUsageError,
+    ) as exc:
+        raise AirflowFailException(f"{what}: {type(exc).__name__}: {exc}") from exc
+
+
+def capture_flush(s: DagSettings, until: datetime) -> dict[str, Any]:
+    """PostgreSQL source: the capture is healthy (state, slot present and not lost) and has
+    written everything the database committed, which covers the hour when the database's clock
+    has passed ``until`` (the hour's end + grace)."""
+    from capture.status import status
+    from capture.stream import stream
+
+    opts = capture_options(s)
+    health = _capture_call("check_source", lambda: status(s.pipeline, opts))
+    source_time = datetime.fromisoformat(health["server_time"])
+    if source_time < until:
+        log.warning(
+            "the source's clock (%s) has not reached the end of the hour + grace (%s): what it "
+            "still commits in the hour will land late and be applied by a later run",
+            source_time.isoformat(),
+            until.isoformat(),
+        )
+    summary = _capture_call("check_source", lambda: stream(s.pipeline, opts, until_idle=True))
+    log.info(
+        "capture flushed %d change(s) of %d transaction(s) into %d file(s); source clock %s",
+        summary["rows"],
+        summary["transactions"],
+        summary["files"],
+        source_time.isoformat(),
+    )
+    return {k: summary[k] for k in ("rows", "transactions", "files", "position")} | {
+        "source_time": health["server_time"]
+    }
+
+
+def start_capture(s: DagSettings, tables: list[str], reload: bool) -> dict[str, Any]:
+    """PostgreSQL source, full load: ``capture init`` (publication, slot, LOAD files under the
+    slot's snapshot). A capture already set up keeps its full load unless ``reload``; a reload
+    first writes what the old slot holds, then loads every table again (one snapshot for all:
+    the capture cannot reload a single table)."""
+    from capture.errors import SlotLostError
+    from capture.load import initialize
+    from capture.state import state_path
+    from capture.stream import stream
+
+    opts = capture_options(s)
+    initialized = state_path(opts.state_dir).exists()
+    if initialized and not reload:
+        log.info("the capture is set up already (%s): its full load stands", opts.state_dir)
+        return {}
+    if initialized:
+        if sorted(tables) != sorted(s.table_names):
+            raise AirflowFailException(
+                "the local capture reloads every table at once (one new slot and snapshot); "
+                f"trigger the reload for all tables, not {tables}"
+            )
+
+        def flush_old_slot() -> None:
+            try:
+                stream(s.pipeline, opts, until_idle=True)
+            except SlotLostError as exc:  # the reason for many a reload
+                log.warning("the old slot is lost, nothing to flush: %s", exc)
+
+        _capture_call("start_source", flush_old_slot)
+    summary = _capture_call("start_source", lambda: initialize(s.pipeline, opts, force=reload))
+    log.info("capture full load stamped %s: %s", summary["load_timestamp"], summary["tables"])
+    return {t: info["rows"] for t, info in summary["tables"].items()}
+
+
 # ---- hourly ---------------------------------------------------------------------------------
 def check_source(s: DagSettings) -> Any:
-    """Stand-in for "is DMS replicating": the demo task always is; it lands the hour's files
-    (everything DMS would have written by the end of the grace period)."""
+    """Stand-in for "is DMS replicating": the hour's files land (everything the source has
+    delivered by the end of the grace period). With the PostgreSQL capture: fail at once unless
+    it is healthy, then flush what the database committed."""
 
     @task(task_id="check_source")
-    def check(data_interval_end: Any = None) -> dict[str, int]:
+    def check(data_interval_end: Any = None) -> dict[str, Any]:
         return land(s, data_interval_end + s.grace)
 
     return check()
@@ -144,11 +250,14 @@ def merge(s: DagSettings, planned: Any) -> Any:
 
 # ---- full load ------------------------------------------------------------------------------
 def start_source(s: DagSettings, planned: Any) -> Any:
-    """Stand-in for starting DMS: the demo's full load files land."""
+    """Stand-in for starting DMS: the capture's full load (postgres), or the demo's LOAD files
+    land."""
     with TaskGroup("start_source") as group:
 
         @task(task_id="start")
-        def start(tables: list[str]) -> dict[str, int]:
+        def start(tables: list[str], params: dict[str, Any] | None = None) -> dict[str, Any]:
+            if s.local_source == "postgres":
+                return start_capture(s, tables, bool((params or {}).get("reload")))
             if s.local_source != "demo":
                 return {}
             src = demo_source(s)
@@ -169,6 +278,12 @@ def wait_full_load(s: DagSettings, planned: Any) -> Any:
             if not any(root.glob("LOAD*.parquet")):
                 pending.append(name)
         log.info("full load files present for %d table(s); pending %s", len(tables), pending)
+        if pending and s.local_source == "postgres":
+            # The capture loads synchronously in start_source: no file now means none coming.
+            raise AirflowFailException(
+                f"the capture's full load wrote no LOAD file for {pending} (empty tables?): the "
+                "job's full load needs one; add a row, or set start_from: cdc for the table"
+            )
         return not pending
 
     return wait(planned["tables"])

@@ -19,8 +19,10 @@ emr_timeout_minutes longest a job run may take before the task fails (default 12
 deferrable          run the EMR wait in the triggerer (default true)
 full_load_timeout_hours  longest the full load may take (default 12)
 spark_submit        local: the spark-submit to use (default: the one beside this Python)
-local_source        local: ``demo`` (the demo generator writes the hour's DMS files) or
-                    ``none`` (files are delivered by something else)
+local_source        local: ``postgres`` (the PostgreSQL capture, ``capture/``, writes what the
+                    database committed; it reads ``CDCLAKE_CAPTURE_DSN`` or libpq's ``PG*``
+                    variables), ``demo`` (the synthetic generator writes the hour's DMS files)
+                    or ``none`` (files are delivered by something else); default ``demo``
 demo_options        local: JSON options of the demo generator (seed, hours, rows, ...)
 runs_dir            local: where job summaries/logs go (default ``<curated_root>/_runs``)
 ==================  ==========================================================================
@@ -44,6 +46,7 @@ DAGS_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = DAGS_DIR.parent
 SECTION = "cdclake"
 TARGETS = ("local", "aws")
+LOCAL_SOURCES = ("postgres", "demo", "none")
 # Stack outputs the aws target needs (written by `make deploy`, see infra/layout.py).
 DEPLOYMENT_KEYS = (
     "EmrApplicationId",
@@ -177,8 +180,10 @@ def load_settings(get: Any = _airflow_get) -> DagSettings:
     if (v := get("spark_submit")) is not None:
         kwargs["spark_submit"] = v
     if (v := get("local_source")) is not None:
-        if v not in ("demo", "none"):
-            raise SettingsError(f"[{SECTION}] local_source: expected demo or none, got {v!r}")
+        if v not in LOCAL_SOURCES:
+            raise SettingsError(
+                f"[{SECTION}] local_source: expected one of {LOCAL_SOURCES}, got {v!r}"
+            )
         kwargs["local_source"] = v
     if (v := get("demo_options")) is not None:
         try:
