@@ -180,8 +180,33 @@ def markdown(doc: dict) -> str:
             lines.append(
                 f"| {mark} | {_fmt(v['median_s'])} | {_fmt(v['min_s'])} | {_fmt(v['max_s'])} |"
             )
+    lines += capture_section(doc)
     lines += ["", "## Notes", "", *doc["notes"], ""]
     return "\n".join(lines)
+
+
+def capture_section(doc: dict) -> list[str]:
+    """The PostgreSQL capture's rates (``capture.bench``), when the run measured them."""
+    c = doc.get("capture")
+    if not c:
+        return []
+    lines = ["", "## Capture (PostgreSQL -> DMS-format files)", ""]
+    if c["status"] != "ok":
+        return [*lines, f"Not measured: {c.get('reason', c['status'])}"]
+    lines += [
+        f"`capture.bench.measure` on a throwaway PostgreSQL 15 cluster, {c['measured_at']} "
+        f"(load average before: {c['load_before']}): a full load (`init`: slot, snapshot, "
+        "LOAD files), then `stream --until-idle` over changes committed beforehand (receive, "
+        "decode pgoutput, convert, write fsynced Parquet).",
+        "",
+        "| step | rows | seconds | rate |",
+        "|---|---:|---:|---:|",
+        f"| full load | {c['load_rows']:,} | {c['load_seconds']:.2f} | "
+        f"{c['load_rows_per_s']:,} rows/s |",
+        f"| stream ({c['transactions']} transactions, {c['files']} file(s)) | {c['changes']:,} | "
+        f"{c['stream_seconds']:.2f} | {c['changes_per_s']:,} changes/s |",
+    ]
+    return lines
 
 
 def chart(doc: dict, path: Path) -> None:

@@ -2,6 +2,7 @@
 
     python -m bench.run            # the default matrix (< 10 min on 2 cores)
     python -m bench.run --quick    # a CI smoke run (tiny tables, one repetition)
+    python -m bench.run --capture-only   # only the PostgreSQL capture's section, updated in place
 
 Writes ``results.json``, ``results.md`` and ``results.png`` to ``--out`` (bench/results).
 """
@@ -169,13 +170,44 @@ class Bench:
         raise ValueError(arm)
 
 
+def capture_figures(quick: bool) -> dict:
+    """The PostgreSQL capture's full-load and stream rates (``capture.bench.measure``) on a
+    throwaway cluster; ``skipped`` with the reason when PostgreSQL is not installed."""
+    from capture.bench import measure
+    from capture.pgcluster import ClusterError, throwaway_cluster
+
+    sizes = {"changes": 5_000, "transactions": 20, "load_rows": 5_000} if quick else {}
+    started, load_before = datetime.now(UTC), _uptime()
+    try:
+        with throwaway_cluster() as pg:
+            figures = measure(pg.dsn, **sizes)
+    except ClusterError as exc:
+        log.warning("capture figures skipped: %s", exc)
+        return {"status": "skipped", "reason": str(exc)}
+    log.info("capture: %s", json.dumps(figures))
+    return {
+        "status": "ok",
+        "measured_at": f"{started:%Y-%m-%dT%H:%M:%SZ}",
+        "load_before": load_before,
+        **figures,
+    }
+
+
 def run(
-    plan: Plan, out: Path, work: Path, mode: str, stop: bool = True, log_json: Path | None = None
+    plan: Plan,
+    out: Path,
+    work: Path,
+    mode: str,
+    stop: bool = True,
+    log_json: Path | None = None,
+    capture: dict | None = None,
 ) -> dict:
     """Run ``plan`` and write results.{json,md,png} to ``out``; returns the document.
     ``stop``: stop the Spark session at the end (not when it is borrowed, as in tests).
     ``log_json``: take the log-growth part from this file, written by a parallel
-    ``python -m bench.loggrowth`` (waited for), instead of running it here."""
+    ``python -m bench.loggrowth`` (waited for), instead of running it here.
+    ``capture``: the capture's figures (:func:`capture_figures`), reported in their own
+    section."""
     started = datetime.now(UTC)
     load_before = _uptime()
     t_all = time.perf_counter()
@@ -213,6 +245,8 @@ def run(
         "ratios": report.ratios(bench.results, log_growth, plan.big, plan.small, plan.same),
         "notes": list(plan.notes),
     }
+    if capture is not None:
+        doc["capture"] = capture
     if stop:
         spark.stop()
     doc["environment"]["load_before"] = load_before
@@ -271,6 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-warmup", action="store_true", help="time every run (no discarded one)")
     p.add_argument("--merge", type=Path, nargs="+", help="combine results.json files and stop")
+    p.add_argument("--no-capture", action="store_true", help="skip the PostgreSQL capture figures")
+    p.add_argument(
+        "--capture-only",
+        action="store_true",
+        help="measure only the capture and update the capture section of --out's results",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -292,7 +332,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out = args.out or ROOT / "bench" / "results" / ("quick" if args.quick else "")
     mode = "quick" if args.quick else "default"
-    doc = run(plan, out, args.work, mode, log_json=args.log_growth_json)
+    # Before Spark starts: the capture's figures are not competing with the JVM for the cores.
+    capture = None if args.no_capture else capture_figures(args.quick)
+    if args.capture_only:
+        doc = json.loads((out / "results.json").read_text())
+        doc["capture"] = capture
+        write_outputs(doc, out)
+        sys.stdout.write("\n".join(report.capture_section(doc)) + "\n")
+        return 0 if capture and capture["status"] == "ok" else 1
+    doc = run(plan, out, args.work, mode, log_json=args.log_growth_json, capture=capture)
     table = report.markdown(doc).split("## Per arm")[0]
     sys.stdout.write(table + f"\nresults in {out}\n")
     bad = [r for r in doc["results"] if r["arm"] == "job" and r["status"] != "ok"]
