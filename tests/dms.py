@@ -19,14 +19,23 @@ TS = "dms_commit_ts"
 SEQ = "dms_change_seq"
 
 
-def make_config(root: Path, tables: list[dict], **dms: Any) -> PipelineConfig:
+def config_doc(
+    root: Path, tables: list[dict], merge: dict | None = None, **dms: Any
+) -> dict[str, Any]:
+    """The pipeline config document of a test lake under ``root``."""
     doc = {
         "raw_root": str(root / "raw"),
         "curated_root": str(root / "curated"),
         "dms": {"timestamp_column": TS, "change_sequence_column": SEQ, **dms},
         "tables": tables,
     }
-    return parse_config(doc, base_dir=root)
+    return doc | ({"merge": merge} if merge else {})
+
+
+def make_config(
+    root: Path, tables: list[dict], merge: dict | None = None, **dms: Any
+) -> PipelineConfig:
+    return parse_config(config_doc(root, tables, merge, **dms), base_dir=root)
 
 
 @dataclass
@@ -91,22 +100,17 @@ class DmsTable:
         return self._write(folder / name, rows, extra)
 
 
-def run_job(spark, cfg: PipelineConfig, *args: str) -> int:
-    """Run the CLI in-process on ``cfg`` (written to a temp YAML next to the raw root)."""
+def write_config(cfg: PipelineConfig, path: Path | None = None) -> Path:
+    """``cfg`` as a YAML file (default: next to the raw root); returns its path."""
+    import dataclasses
+
     import yaml
 
-    path = Path(cfg.raw_root).parent / "pipeline.yaml"
+    path = path or Path(cfg.raw_root).parent / "pipeline.yaml"
     doc = {
         "raw_root": cfg.raw_root,
         "curated_root": cfg.curated_root,
-        "dms": {
-            "date_partition_sequence": cfg.dms.date_partition_sequence,
-            "date_partition_delimiter": cfg.dms.date_partition_delimiter,
-            "timestamp_column": cfg.dms.timestamp_column,
-            "change_sequence_column": cfg.dms.change_sequence_column,
-            "op_column": cfg.dms.op_column,
-            "full_load_has_op": cfg.dms.full_load_has_op,
-        },
+        "dms": dataclasses.asdict(cfg.dms),
         "tables": [
             {
                 "schema": t.schema,
@@ -114,12 +118,20 @@ def run_job(spark, cfg: PipelineConfig, *args: str) -> int:
                 "primary_key": list(t.primary_key),
                 "partition_by": list(t.partition_by),
                 "drop_columns": list(t.drop_columns),
+                "start_from": t.start_from,
             }
             for t in cfg.tables
         ],
+        "maintenance": dataclasses.asdict(cfg.maintenance),
+        "merge": dataclasses.asdict(cfg.merge),
     }
     path.write_text(yaml.safe_dump(doc))
-    return main(["--config", str(path), *args], spark=spark)
+    return path
+
+
+def run_job(spark, cfg: PipelineConfig, *args: str) -> int:
+    """Run the CLI in-process on ``cfg`` (written to a temp YAML next to the raw root)."""
+    return main(["--config", str(write_config(cfg)), *args], spark=spark)
 
 
 def read_table(spark, cfg: PipelineConfig, name: str, bookkeeping: bool = False):

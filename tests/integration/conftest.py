@@ -22,12 +22,12 @@ SPARK_SCHEMA = T.StructType(
 
 
 class Lake:
-    def __init__(self, spark, root, tables=None, schema=None, **dms):
+    def __init__(self, spark, root, tables=None, schema=None, merge=None, **dms):
         self.spark = spark
         tables = tables or [
             {"schema": "s", "name": "t", "primary_key": ["id"], "partition_by": ["p"]}
         ]
-        self.cfg = make_config(root, tables, **dms)
+        self.cfg = make_config(root, tables, merge, **dms)
         self.name = f"{tables[0]['schema']}.{tables[0]['name']}"
         self.w = DmsTable(self.cfg, self.name, dict(schema or SCHEMA))
         self.summary_path = root / "summary.json"

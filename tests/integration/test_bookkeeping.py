@@ -1,5 +1,6 @@
 """Bookkeeping mechanics: JVM-built rows, one file per append, auto-compaction, scratch files."""
 
+import re
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -92,7 +93,9 @@ def test_a_failed_run_leaves_no_scratch_files(lake, monkeypatch):
 
     monkeypatch.setattr(apply, "merge", crash)
     assert lake.run("--load", "incremental", "--until", "2026-11-22T11") == 1
-    assert seen == [[lake.last_summary()["run_id"]]]  # the MERGE would have read the staged batch
+    # The MERGE would have read the batch staged in this attempt's own folder.
+    assert len(seen) == 1 and len(seen[0]) == 1
+    assert re.fullmatch(re.escape(lake.last_summary()["run_id"]) + r"\.[0-9a-f]{8}", seen[0][0])
     assert not staging.exists()
     monkeypatch.undo()
     lake.inc("2026-11-22T11")

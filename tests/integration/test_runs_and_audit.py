@@ -1,6 +1,8 @@
 """Which files a run applies (late files, missed hours, backfill, layouts) and the audit record
 every run writes (README, "How a run works")."""
 
+from pathlib import Path
+
 from tests.integration.conftest import Lake, ts
 
 
@@ -59,7 +61,9 @@ def test_dash_layout_and_no_change_sequence_column(spark, tmp_path):
     lake.assert_rows([(1, "a", "dash")])
 
 
-def test_noop_when_nothing_new_and_incremental_without_full_load(lake):
+def test_noop_when_nothing_new_and_incremental_without_full_load(spark, tmp_path):
+    tables = [{"schema": "s", "name": "t", "primary_key": ["id"], "partition_by": ["p"]}]
+    lake = Lake(spark, tmp_path, [{**tables[0], "start_from": "cdc"}])  # starts from CDC on purpose
     lake.w.cdc(
         "2026-11-22T10", [{"Op": "I", "ts": ts(1), "seq": "1", "id": 1, "p": "a", "v": "cdc only"}]
     )
@@ -67,6 +71,17 @@ def test_noop_when_nothing_new_and_incremental_without_full_load(lake):
     rec = lake.inc("2026-11-22T11")
     assert rec["status"] == "succeeded" and rec["rows_inserted"] == 1
     lake.assert_rows([(1, "a", "cdc only")])
+
+
+def test_incremental_before_any_full_load_fails_the_table_and_names_the_fix(lake):
+    lake.w.cdc(
+        "2026-11-22T10", [{"Op": "I", "ts": ts(1), "seq": "1", "id": 1, "p": "a", "v": "cdc only"}]
+    )
+    rec = lake.inc("2026-11-22T11", expect=1)
+    assert rec["status"] == "failed" and rec["error"].startswith("NotLoadedError: s.t has never")
+    assert "cdclake_full_load" in rec["error"] and "--load full --tables s.t" in rec["error"]
+    assert "start_from: cdc" in rec["error"]
+    assert not Path(lake.path).exists()  # nothing was written
 
 
 def test_full_load_after_cdc_resets_what_is_reapplied(lake):

@@ -66,3 +66,14 @@ def test_parse_args_builds_window():
     )
     assert (a.window.since.hour, a.window.until.hour) == (8, 11)
     assert a.table_names == ["a.b", "c.d"]
+
+
+def test_a_backfill_past_the_tombstone_retention_is_refused_before_spark(tmp_path, capsys):
+    from datetime import UTC, datetime, timedelta
+
+    old = datetime.now(UTC) - timedelta(days=40)  # the default retention is 30 days
+    args = ["--load", "incremental", "--until", f"{old + timedelta(hours=2):%Y-%m-%dT%H}"]
+    args += ["--since", f"{old:%Y-%m-%dT%H}"]
+    assert main(["--config", write_cfg(tmp_path), *args], spark=Boom()) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "older than the tombstones kept" in err and "--past-tombstone-retention" in err

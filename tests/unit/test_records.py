@@ -38,6 +38,9 @@ AUDIT_TABLE = T.StructType(
         T.StructField("newest_change_ts", T.TimestampType(), True),
         T.StructField("error", T.StringType(), True),
         T.StructField("timings", T.MapType(T.StringType(), T.DoubleType()), True),
+        # Added later: appends evolve the table's schema (older rows read null).
+        T.StructField("deferred_files", T.LongType(), True),
+        T.StructField("overrides", T.ArrayType(T.StringType()), True),
     ]
 )
 

@@ -13,7 +13,7 @@ import argparse
 import dataclasses
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cdclake.cli.scaffold import (
@@ -45,6 +45,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--load", required=True, choices=["full", "incremental"])
     p.add_argument("--until", help="apply CDC hour folders before this UTC hour (2026-11-22T11)")
     p.add_argument("--since", help="backfill: re-apply every file in [since, until)")
+    p.add_argument(
+        "--past-tombstone-retention",
+        action="store_true",
+        help="allow a backfill --since older than maintenance.tombstone_retention_days: rows "
+        "deleted before the retention may come back (the audit records the override)",
+    )
     add_spark_options(p)
     p.add_argument(
         "--metrics",
@@ -81,6 +87,7 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         args = parse_args(argv)
         cfg = load_config(args.config)
         tables = cfg.select_tables(args.table_names)
+        overrides = backfill_overrides(args, cfg.maintenance.tombstone_retention_days)
     except (UsageError, ConfigError, HourArgumentError) as exc:
         return usage_failure(PROG, exc)
 
@@ -90,17 +97,23 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
 
     spark = spark or build_session(args.profile, app_name=f"cdc_merge-{args.load}")
     run_id = args.run_id or new_run_id()
+    also_failed: list[str] = []
+
+    def audited(rec: AuditRecord) -> AuditRecord:
+        """Each table's record is appended right after its run (a crash later loses none)."""
+        rec = rec.but(overrides=overrides)
+        try:
+            append_audit(spark, cfg, [rec])
+        except Exception:  # noqa: BLE001 - the table's data stands; the run is failed
+            log.exception("%s: could not write the audit record", rec.table)
+            also_failed.append(f"<audit {rec.table}>")
+        return rec
+
     records = for_each_table(
         tables,
-        lambda t: run_table(spark, cfg, t, run_id, args.window),
-        lambda t, exc: start_record(run_id, t, args.window).failed(exc),
+        lambda t: audited(run_table(spark, cfg, t, run_id, args.window)),
+        lambda t, exc: audited(start_record(run_id, t, args.window).failed(exc)),
     )
-    also_failed = []
-    try:
-        append_audit(spark, cfg, records)
-    except Exception:  # noqa: BLE001
-        log.exception("could not write the audit records")
-        also_failed.append("<audit>")
     if args.metrics == "cloudwatch":
         try:
             publish_metrics(spark, cfg, records)
@@ -109,6 +122,26 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
             also_failed.append("<metrics>")
     write_summary(args.summary_json, records)
     return exit_status(f"run {run_id} {args.load}", records, also_failed)
+
+
+def backfill_overrides(args: argparse.Namespace, retention_days: int) -> tuple[str, ...]:
+    """Refuse a backfill reaching back past the tombstones' retention: a change replayed from
+    then can bring back a row whose delete's tombstone has expired. ``--past-tombstone-
+    retention`` allows it, and the audit says so."""
+    since = args.window.since if args.window else None
+    oldest = datetime.now(UTC) - timedelta(days=retention_days)
+    if since is None or since >= oldest:
+        return ()
+    if not args.past_tombstone_retention:
+        raise UsageError(
+            f"--since {since:%Y-%m-%dT%H} is older than the tombstones kept "
+            f"(maintenance.tombstone_retention_days = {retention_days}: since "
+            f"{oldest:%Y-%m-%dT%H}); re-applying those hours can bring deleted rows back. "
+            "Backfill from a later hour, reload the table, or pass "
+            "--past-tombstone-retention to accept it (recorded in the audit)"
+        )
+    log.warning("backfill from %s past the tombstone retention, as asked", since.isoformat())
+    return ("past_tombstone_retention",)
 
 
 def publish_metrics(spark: Any, cfg: Any, records: list[AuditRecord]) -> None:

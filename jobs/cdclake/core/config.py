@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,26 @@ class MaintenanceConfig:
 
 
 @dataclass(frozen=True)
+class MergeConfig:
+    """How merge runs share tables and bound their work (``merge:``; all optional)."""
+
+    # A run holds a table's lease while it writes; a lease older than this belongs to a run
+    # that died (keep it longer than the longest job run: EMR's executionTimeoutMinutes).
+    lease_minutes: int = 180
+    # Hour folders listed before the oldest hour not yet complete: how late a file may land in
+    # an hour already applied and still be picked up by an hourly run.
+    lookback_hours: int = 72
+    # A catch-up after an outage applies the oldest files first, at most this many per run.
+    max_files_per_run: int = 20000
+    max_hours_per_run: int = 72
+
+
+# How a table's lake copy starts: from a DMS full load (the default), or from CDC alone (the
+# table was empty when replication started, or its history before that is not wanted).
+START_FROM = ("full_load", "cdc")
+
+
+@dataclass(frozen=True)
 class TableConfig:
     """One replicated table: where it comes from and how it is keyed and partitioned."""
 
@@ -123,6 +143,7 @@ class TableConfig:
     primary_key: tuple[str, ...]
     partition_by: tuple[str, ...] = ()
     drop_columns: tuple[str, ...] = ()
+    start_from: str = "full_load"
 
     @property
     def qualified_name(self) -> str:
@@ -140,6 +161,7 @@ class PipelineConfig:
     glue_database: str = "cdc_lake"
     source_path: str | None = field(default=None, compare=False)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    merge: MergeConfig = field(default_factory=MergeConfig)
 
     def table(self, qualified_name: str) -> TableConfig:
         for t in self.tables:
@@ -248,7 +270,18 @@ def parse_config(
     if not isinstance(data, Mapping):
         raise ConfigSyntaxError(f"{source}: the top level must be a mapping of settings")
     r = _Reader(data, source)
-    r.only({"version", "raw_root", "curated_root", "glue_database", "dms", "tables", "maintenance"})
+    r.only(
+        {
+            "version",
+            "raw_root",
+            "curated_root",
+            "glue_database",
+            "dms",
+            "tables",
+            "maintenance",
+            "merge",
+        }
+    )
     version = r.get("version", int, default=1)
     if version != 1:
         raise InvalidSettingError(f"{source}: version: unsupported config version {version}")
@@ -278,6 +311,7 @@ def parse_config(
         maintenance=_parse_maintenance(
             r.sub("maintenance", required=False), f"{source}: maintenance"
         ),
+        merge=_parse_merge(r.sub("merge", required=False), f"{source}: merge"),
     )
 
 
@@ -384,11 +418,26 @@ def _parse_maintenance(data: Mapping[str, Any] | None, where: str) -> Maintenanc
     return m
 
 
+def _parse_merge(data: Mapping[str, Any] | None, where: str) -> MergeConfig:
+    d = MergeConfig()
+    if data is None:
+        return d
+    r = _Reader(data, where)
+    r.only({f.name for f in fields(MergeConfig)})
+    values = {}
+    for f in fields(MergeConfig):
+        value = r.get(f.name, int, default=getattr(d, f.name))
+        if value < 1:
+            raise InvalidSettingError(f"{where}.{f.name}: must be at least 1, got {value}")
+        values[f.name] = value
+    return MergeConfig(**values)
+
+
 def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:
     if not isinstance(data, Mapping):
         raise InvalidSettingError(f"{where}: each table must be a mapping")
     r = _Reader(data, where)
-    r.only({"schema", "name", "primary_key", "partition_by", "drop_columns"})
+    r.only({"schema", "name", "primary_key", "partition_by", "drop_columns", "start_from"})
     schema = _ident(r.get("schema", str), f"{where}.schema")
     name = _ident(r.get("name", str), f"{where}.name")
     where = f"{where} ({schema}.{name})"
@@ -404,7 +453,12 @@ def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:
             )
         if clash := sorted(set(cols) & set(dms.dms_columns)):
             raise InvalidSettingError(f"{where}: {label} column(s) {clash} are DMS columns")
-    return TableConfig(schema, name, pk, parts, drops)
+    start_from = r.get("start_from", str, default="full_load")
+    if start_from not in START_FROM:
+        raise InvalidSettingError(
+            f"{where}.start_from: '{start_from}' is not one of {', '.join(START_FROM)}"
+        )
+    return TableConfig(schema, name, pk, parts, drops, start_from)
 
 
 def _columns(value: Any, where: str) -> tuple[str, ...]:

@@ -68,6 +68,10 @@ class AuditRecord(Record):
     newest_change_ts: datetime | None = None
     error: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Unapplied files left over the per-run caps for the next run (a catch-up).
+    deferred_files: int | None = 0  # nullable: audit tables created before it read null
+    # Safety checks the operator overrode for this run (e.g. a backfill past tombstones).
+    overrides: tuple[str, ...] = ()
 
     @classmethod
     def start(

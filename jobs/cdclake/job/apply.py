@@ -3,9 +3,11 @@ crash order the guarantees rely on):
 
 1. :func:`quarantine` the rows that cannot be applied (idempotent MERGE on file and row);
 2. :func:`tombstones` for the batch's deletes (append; readers take the newest per key);
-3. the data: :func:`merge` (incremental) or :func:`overwrite` (full load, after
-   :func:`start_generation`): exactly one Delta commit;
+3. the data: :func:`merge` (incremental) or :func:`overwrite` (full load, then
+   :func:`generation`): exactly one Delta commit;
 4. :func:`ledger`: the files applied (only now is the batch "done").
+
+A run holds the table's lease (:func:`cdclake.job.context.writing`) around these steps.
 
 A crash between any two steps followed by a rerun converges: everything before the ledger is
 idempotent or guarded by the change order.
@@ -14,6 +16,7 @@ idempotent or guarded by the change order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -25,6 +28,7 @@ from cdclake.core.sql import partition_predicate
 from cdclake.job.context import RunContext
 from cdclake.job.decide import BatchPlan
 from cdclake.lake import tables
+from cdclake.lake.ledger import record_files, record_generation
 from cdclake.lake.order import newer_than_target
 from cdclake.lake.tables import Commit
 from cdclake.session import setting
@@ -77,19 +81,16 @@ def merge(ctx: RunContext, classified: DataFrame, plan: BatchPlan, exists: bool)
     return tables.last_commit(ctx.spark, ctx.path)
 
 
-def start_generation(ctx: RunContext, plan: BatchPlan) -> None:
-    """A full load starts a new ledger generation whose watermark is the load's timestamp.
-    Recorded before the data: if the overwrite then fails, incremental runs re-apply changes
-    newer than the load to the old table, which the sequence guard makes safe."""
-    ctx.state.record_full_load(ctx.run_id, plan.stats.min_ts, ctx.run_id)
-
-
 def overwrite(ctx: RunContext, rows: DataFrame, plan: BatchPlan, exists: bool) -> Commit:
-    """The one data commit of a full load: the table replaced by ``rows``."""
+    """The one data commit of a full load: the table replaced by ``rows``. The commit carries
+    the load's generation and watermark, so the switch to the new generation is part of it
+    (a run that dies before :func:`generation` is recovered from the commit)."""
     rows = rows.select(*data_columns(rows.columns), *BOOKKEEPING_COLUMNS)
     if not exists:
         tables.create(ctx.spark, ctx.path, rows.schema, ctx.parts)
-    with tables.commit_metadata(ctx.spark, ctx.run_id, len(plan.files)):
+    watermark = plan.stats.min_ts.isoformat() if plan.stats.min_ts else None
+    meta = {"generation": ctx.run_id, "watermark": watermark}
+    with tables.commit_metadata(ctx.spark, ctx.run_id, len(plan.files), **meta):
         (
             rows.write.format("delta")
             .mode("overwrite")
@@ -100,10 +101,23 @@ def overwrite(ctx: RunContext, rows: DataFrame, plan: BatchPlan, exists: bool) -
     return tables.last_commit(ctx.spark, ctx.path)
 
 
-def ledger(ctx: RunContext, generation: str | None, plan: BatchPlan, commit: Commit | None) -> None:
-    """Record the batch's files as applied (in the current generation)."""
+def generation(ctx: RunContext, plan: BatchPlan) -> None:
+    """After a full load's data commit: its generation starts in the ledger; its watermark is
+    the load's timestamp (changes older than it are already in the load)."""
+    record_generation(ctx.state, ctx.run_id, plan.stats.min_ts, ctx.run_id)
+
+
+def ledger(
+    ctx: RunContext,
+    generation: str | None,
+    plan: BatchPlan,
+    commit: Commit | None,
+    frontier: datetime | None = None,
+) -> None:
+    """Record the batch's files as applied (in the current generation), and for an
+    incremental run the hour from which the next run must look for unapplied files."""
     version = commit.version if commit else None
-    ctx.state.record_files(generation, plan.files, ctx.run_id, version)
+    record_files(ctx.state, generation, plan.files, ctx.run_id, version, frontier)
 
 
 def merge_condition(

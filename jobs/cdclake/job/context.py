@@ -3,13 +3,24 @@ and the table's bookkeeping; and what the run found when it opened the table."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
 
 from pyspark.sql import SparkSession
 
 from cdclake.core.config import PipelineConfig, TableConfig
-from cdclake.lake import tables
-from cdclake.lake.bookkeeping import Ledger, TableState
+from cdclake.core.hours import UTC, as_utc
+from cdclake.lake import lease, tables
+from cdclake.lake.bookkeeping import TableState
+from cdclake.lake.ledger import Ledger, read_ledger, record_generation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -19,14 +30,16 @@ class RunContext:
     spark: SparkSession
     cfg: PipelineConfig
     table: TableConfig
-    run_id: str
+    run_id: str  # the scheduler's run (stable across retries)
+    attempt: str  # this process's attempt at it (lease, scratch folder)
     state: TableState  # the table's bookkeeping
 
     @classmethod
     def of(
         cls, spark: SparkSession, cfg: PipelineConfig, table: TableConfig, run_id: str
     ) -> RunContext:
-        return cls(spark, cfg, table, run_id, TableState(spark, cfg, table))
+        attempt = f"{run_id}.{uuid.uuid4().hex[:8]}"
+        return cls(spark, cfg, table, run_id, attempt, TableState(spark, cfg, table))
 
     @property
     def name(self) -> str:
@@ -49,6 +62,11 @@ class RunContext:
     def raw_location(self) -> str:
         return self.cfg.raw_location(self.table)
 
+    @property
+    def staging(self) -> str:
+        """This attempt's scratch folder."""
+        return f"{self.state.staging_path}/{self.attempt}"
+
 
 @dataclass(frozen=True)
 class Target:
@@ -59,10 +77,54 @@ class Target:
 
 
 def open_target(ctx: RunContext) -> Target:
-    """Read the ledger and check the table (properties, a manifest a crashed run left)."""
-    ledger = ctx.state.ledger()
+    """Read the ledger and check the table: its properties, and what a run that died after
+    its data commit left undone (a full load's generation, the manifest)."""
+    ledger = read_ledger(ctx.state, datetime.now(UTC))
     if not tables.exists(ctx.spark, ctx.path):
         return Target(False, ledger)
     tables.check_properties(ctx.spark, ctx.path, ctx.name)
-    tables.repair_manifest(ctx.spark, ctx.path, ctx.name, ledger.finished_runs)
+    head = tables.history_head(ctx.spark, ctx.path)
+    meta = commit_meta(head)
+    run = meta.get("cdclake_run")
+    if run and run not in ledger.finished_runs:
+        ledger = recover_generation(ctx, ledger, meta)
+        tables.repair_manifest(ctx.spark, ctx.path, ctx.name, run, head["version"])
     return Target(True, ledger)
+
+
+def commit_meta(head: Any) -> dict[str, Any]:
+    """The run metadata a commit carries (see :func:`cdclake.lake.tables.commit_metadata`)."""
+    try:
+        meta = json.loads(head["userMetadata"] or "{}")
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def recover_generation(ctx: RunContext, ledger: Ledger, meta: dict[str, Any]) -> Ledger:
+    """A full load committed its data but died before recording its generation: record it
+    now, from the commit, so no change older than the load is applied on top of it."""
+    generation = meta.get("generation")
+    if not generation or generation == ledger.generation:
+        return ledger
+    watermark = as_utc(datetime.fromisoformat(meta["watermark"])) if meta.get("watermark") else None
+    log.warning(
+        "%s: full load %s committed its data but did not record its generation: recording it",
+        ctx.name,
+        generation,
+    )
+    record_generation(ctx.state, generation, watermark, meta["cdclake_run"])
+    return replace(ledger, generation=generation, watermark=watermark, frontier=None)
+
+
+@contextmanager
+def writing(ctx: RunContext) -> Iterator[None]:
+    """Hold the table's lease while the body writes; release it however the body ends."""
+    seq = lease.acquire(ctx.state, ctx.attempt, ctx.cfg.merge.lease_minutes, ctx.name)
+    try:
+        yield
+    finally:
+        try:
+            lease.release(ctx.state, ctx.attempt, seq)
+        except Exception:  # noqa: BLE001 - the claim then expires; the run's outcome stands
+            log.exception("%s: could not release the lease (it expires by itself)", ctx.name)

@@ -33,7 +33,7 @@ from cdclake.core.columns import (
 from cdclake.core.dms import RawFile
 from cdclake.job.context import RunContext, Target
 from cdclake.job.read import ReadStats
-from cdclake.lake.fs import remove_tree
+from cdclake.lake.fs import remove_if_empty, remove_tree
 from cdclake.lake.order import order_key
 
 
@@ -231,20 +231,19 @@ def plan_batch(
 
 
 @contextmanager
-def staged(
-    spark: SparkSession, df: DataFrame, staging_root: str, run_id: str
-) -> Iterator[DataFrame]:
+def staged(spark: SparkSession, df: DataFrame, path: str) -> Iterator[DataFrame]:
     """``df`` written once to a scratch folder of this run and read back.
 
     Everything after it (plan, tombstones, MERGE) reads these immutable files instead of a
     plan that scans the target and the tombstones: a commit to either would otherwise make
     Spark recompute a cached classification against the changed tables, and Delta's MERGE
-    would materialize its source a second time. Removed when the run ends.
+    would materialize its source a second time. ``path`` is the run attempt's own folder,
+    removed when the run ends (a dead run's is removed by a later run that claims the table,
+    once the dead run's lease has expired: never a folder a live run may still read).
     """
-    path = f"{staging_root}/{run_id}"
-    remove_tree(spark, staging_root)  # a crashed run's leftovers
     df.write.mode("overwrite").parquet(path)
     try:
         yield spark.read.parquet(path)
     finally:
-        remove_tree(spark, staging_root)
+        remove_tree(spark, path)
+        remove_if_empty(spark, path.rsplit("/", 1)[0])

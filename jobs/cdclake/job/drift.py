@@ -15,8 +15,13 @@ from cdclake.core.config import TableConfig
 
 log = logging.getLogger(__name__)
 
-_INTEGRAL = [T.ByteType, T.ShortType, T.IntegerType, T.LongType]
-_INTEGRAL_DIGITS = {T.ByteType: 3, T.ShortType: 5, T.IntegerType: 10, T.LongType: 20}
+_INTEGRAL: list[type] = [T.ByteType, T.ShortType, T.IntegerType, T.LongType]
+_INTEGRAL_DIGITS: dict[type, int] = {
+    T.ByteType: 3,
+    T.ShortType: 5,
+    T.IntegerType: 10,
+    T.LongType: 20,
+}
 
 
 class SchemaDriftError(ValueError):
@@ -89,15 +94,24 @@ def plan_schema(incoming: T.StructType, table: T.StructType, table_name: str) ->
 
 
 def fit_to_table(
-    spark: SparkSession, good: DataFrame, path: str, exists: bool, table: TableConfig
+    spark: SparkSession,
+    good: DataFrame,
+    path: str,
+    exists: bool,
+    table: TableConfig,
+    upserts: bool = True,
 ) -> DataFrame:
     """The batch's valid rows cast to the table's column types, with the table's columns the
-    files lack added as nulls; new source columns stay (the MERGE adds them)."""
+    files lack added as nulls; new source columns stay (the MERGE adds them). ``upserts``:
+    the batch holds inserts or updates (not only deletes, which need no partition value)."""
     incoming = T.StructType([f for f in good.schema.fields if f.name not in BOOKKEEPING_COLUMNS])
     missing_parts = [p for p in table.partition_by if p not in incoming.fieldNames()]
-    if missing_parts and not exists:
+    if missing_parts and upserts:
+        # Filling them with nulls would move every updated row to the null partition.
         raise SchemaDriftError(
-            f"{table.qualified_name}: partition column(s) {missing_parts} not in the files"
+            f"{table.qualified_name}: partition column(s) {missing_parts} not in the files "
+            "(dropped or renamed at the source?); nothing was committed. Restore the column, "
+            "or change partition_by and reload the table"
         )
     plan = SchemaPlan()
     if exists:

@@ -1,6 +1,6 @@
-"""One table's run, top to bottom: choose files -> read + validate -> decide -> apply
-(quarantine, tombstones, the data commit, ledger). The audit record it returns is appended by
-the command line (:mod:`cdclake.cli.merge`) for all tables at once.
+"""One table's run, top to bottom: choose files -> (claim the table) -> read + validate ->
+decide -> apply (quarantine, tombstones, the data commit, ledger) -> (release it). The audit
+record it returns is appended by the command line (:mod:`cdclake.cli.merge`) right after.
 
 Each table's data change is exactly one Delta commit. Bookkeeping writes come after it and are
 idempotent, so a crash anywhere followed by a rerun converges to the same table.
@@ -14,11 +14,21 @@ from cdclake.core.columns import DELETE_ABSENT, STALE
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.records import NOOP, SUCCEEDED, AuditRecord, Stopwatch
 from cdclake.job import apply, decide
-from cdclake.job.context import RunContext, open_target
+from cdclake.job.context import RunContext, Target, open_target, writing
 from cdclake.job.decide import BatchPlan
 from cdclake.job.drift import fit_to_table
-from cdclake.job.files import Window, list_raw_files, load_files
+from cdclake.job.files import (
+    Choice,
+    Window,
+    choose,
+    list_cdc_files,
+    list_load_files,
+    listing_start,
+    newest_load,
+)
 from cdclake.job.read import read_batch
+from cdclake.lake.lease import busy, is_conflict
+from cdclake.lake.ledger import applied_files
 from cdclake.lake.tables import Commit
 
 FULL, INCREMENTAL = "full", "incremental"
@@ -26,6 +36,10 @@ FULL, INCREMENTAL = "full", "incremental"
 
 class NoInputError(RuntimeError):
     """A full load found no LOAD files for the table."""
+
+
+class NotLoadedError(RuntimeError):
+    """An incremental run on a table that never had a completed full load."""
 
 
 def run_table(
@@ -37,7 +51,12 @@ def run_table(
 ) -> AuditRecord:
     """A full load (``window`` None) or an incremental run of ``window``."""
     ctx = RunContext.of(spark, cfg, table, run_id)
-    return run_full(ctx) if window is None else run_incremental(ctx, window)
+    try:
+        return run_full(ctx) if window is None else run_incremental(ctx, window)
+    except Exception as exc:
+        if is_conflict(exc):
+            raise busy(ctx.name, f"Delta: {type(exc).__name__}", cfg.merge.lease_minutes) from exc
+        raise
 
 
 def start_record(run_id: str, table: TableConfig, window: Window | None) -> AuditRecord:
@@ -49,47 +68,75 @@ def start_record(run_id: str, table: TableConfig, window: Window | None) -> Audi
 def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
     rec, clock = start_record(ctx.run_id, ctx.table, window), Stopwatch()
     target = open_target(ctx)
-    listed = list_raw_files(ctx.spark, ctx.raw_location, ctx.cfg.dms)
-    files = window.select(listed, target.ledger.applied, floor=target.ledger.watermark)
+    require_full_load(ctx, target)
+    choice = choose_files(ctx, target, window)
     clock.lap("list")
-    if not files:
-        return finished(rec.but(status=NOOP), clock)
-    with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
-        clock.lap("read")
-        good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table)
-        classified = decide.classify(ctx, good, target, batch.stats)
-        with decide.staged(ctx.spark, classified, ctx.state.staging_path, ctx.run_id) as staged:
-            plan = decide.plan_batch(staged, files, batch.stats, ctx.keys, ctx.parts)
-            clock.lap("dedupe")
-            apply.quarantine(ctx, batch.bad, plan)
-            apply.tombstones(ctx, staged, plan)
-            clock.lap("tombstones")
-            commit = apply.merge(ctx, staged, plan, target.exists)
-            clock.lap("merge")
-    apply.ledger(ctx, target.ledger.generation, plan, commit)
-    clock.lap("ledger")
-    return finished(applied(rec, plan, commit), clock)
+    if not choice.files:
+        return finished(rec.but(status=NOOP, deferred_files=choice.deferred), clock)
+    with writing(ctx):
+        choice = choose_files(ctx, target, window)  # what another run applied meanwhile
+        with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, choice.files) as batch:
+            clock.lap("read")
+            upserts = any(batch.stats.records_by_op.get(op) for op in ("I", "U"))
+            good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table, upserts)
+            classified = decide.classify(ctx, good, target, batch.stats)
+            with decide.staged(ctx.spark, classified, ctx.staging) as staged:
+                plan = decide.plan_batch(staged, choice.files, batch.stats, ctx.keys, ctx.parts)
+                clock.lap("dedupe")
+                apply.quarantine(ctx, batch.bad, plan)
+                apply.tombstones(ctx, staged, plan)
+                clock.lap("tombstones")
+                commit = apply.merge(ctx, staged, plan, target.exists)
+                clock.lap("merge")
+        apply.ledger(ctx, target.ledger.generation, plan, commit, choice.frontier)
+        clock.lap("ledger")
+    return finished(applied(rec, plan, commit).but(deferred_files=choice.deferred), clock)
 
 
 def run_full(ctx: RunContext) -> AuditRecord:
     rec, clock = start_record(ctx.run_id, ctx.table, None), Stopwatch()
     target = open_target(ctx)
-    files = load_files(list_raw_files(ctx.spark, ctx.raw_location, ctx.cfg.dms))
+    files = list_load_files(ctx.spark, ctx.raw_location, ctx.cfg.dms)
     if not files:
         raise NoInputError(f"{ctx.name}: no LOAD files under {ctx.raw_location}")
+    files = newest_load(ctx.spark, files, ctx.cfg.dms, ctx.name)
     clock.lap("list")
-    with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
+    with writing(ctx), read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
         clock.lap("read")
         rows, stale = decide.load_winners(ctx, batch.good, target)
         plan = BatchPlan(tuple(files), batch.stats, counts={STALE: stale})
         clock.lap("dedupe")
         apply.quarantine(ctx, batch.bad, plan)
-        apply.start_generation(ctx, plan)
         commit = apply.overwrite(ctx, rows, plan, target.exists)
+        apply.generation(ctx, plan)
         clock.lap("merge")
-    apply.ledger(ctx, ctx.run_id, plan, commit)
-    clock.lap("ledger")
+        apply.ledger(ctx, ctx.run_id, plan, commit)
+        clock.lap("ledger")
     return finished(loaded(rec, plan, commit), clock)
+
+
+def require_full_load(ctx: RunContext, target: Target) -> None:
+    """CDC alone misses every row that existed before replication started: an incremental
+    run needs a completed full load first, unless the table is configured to start from CDC."""
+    if target.ledger.generation or ctx.table.start_from == "cdc":
+        return
+    raise NotLoadedError(
+        f"{ctx.name} has never had a completed full load, so CDC files alone would leave out "
+        "every row that existed before replication started. Load it first: trigger the "
+        f'cdclake_full_load DAG with {{"tables": ["{ctx.name}"]}} (or run cdc_merge.py '
+        f"--load full --tables {ctx.name}); for a table that starts from CDC on purpose, set "
+        "start_from: cdc in its config"
+    )
+
+
+def choose_files(ctx: RunContext, target: Target, window: Window) -> Choice:
+    """The window's files from the listing the frontier bounds, minus those applied."""
+    ledger, merge = target.ledger, ctx.cfg.merge
+    start = listing_start(window, ledger.frontier, ledger.watermark, merge.lookback_hours)
+    listed = list_cdc_files(ctx.spark, ctx.raw_location, ctx.cfg.dms, start)
+    applied = applied_files(ctx.state, ledger.generation, start)
+    caps = (merge.max_files_per_run, merge.max_hours_per_run)
+    return choose(window, listed, applied, ledger.watermark, ledger.frontier, caps)
 
 
 def described(rec: AuditRecord, plan: BatchPlan) -> AuditRecord:

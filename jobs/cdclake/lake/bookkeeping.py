@@ -1,7 +1,7 @@
 """Bookkeeping Delta tables kept beside each lake table (never queried by analysts).
 
-- ledger: which raw files have been applied, per full-load *generation*, and each full load's
-  watermark (its timestamp: every change older than it is already in the load);
+- ledger (:mod:`cdclake.lake.ledger`): which raw files have been applied, per full-load
+  generation; lease (:mod:`cdclake.lake.lease`): which run may write the table now;
 - tombstones: key and change order of deleted rows, so an older change replayed later cannot
   bring a row back (append-only; the newest per key counts);
 - quarantine: rows that could not be applied, with the reason and source file;
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 
 from delta.tables import DeltaTable
@@ -26,24 +25,8 @@ from pyspark.sql import types as T
 
 from cdclake.core.columns import OP, ORDER_COLUMNS
 from cdclake.core.config import PipelineConfig, TableConfig
-from cdclake.core.dms import RawFile
-from cdclake.core.hours import as_utc
 from cdclake.core.records import AuditRecord, spark_schema
 from cdclake.lake.order import ORDER_FIELDS, order_key
-
-LEDGER_SCHEMA = T.StructType(
-    [
-        T.StructField("generation", T.StringType(), False),
-        T.StructField("kind", T.StringType(), False),  # full_load | load | cdc
-        T.StructField("file", T.StringType(), True),
-        T.StructField("hour", T.TimestampType(), True),
-        T.StructField("size", T.LongType(), True),
-        T.StructField("watermark", T.TimestampType(), True),
-        T.StructField("run_id", T.StringType(), False),
-        T.StructField("data_version", T.LongType(), True),
-        T.StructField("recorded_at", T.TimestampType(), False),
-    ]
-)
 
 QUARANTINE_SCHEMA = T.StructType(
     [
@@ -123,20 +106,13 @@ def _json_value(value: object) -> str:
     raise TypeError(f"cannot write {type(value).__name__} to a bookkeeping table")
 
 
-@dataclass(frozen=True)
-class Ledger:
-    generation: str | None
-    watermark: datetime | None
-    applied: set[str]
-    finished_runs: set[str]
-
-
 class TableState:
     """The bookkeeping of one lake table."""
 
     def __init__(self, spark: SparkSession, cfg: PipelineConfig, table: TableConfig) -> None:
         self.spark, self.table = spark, table
-        self.ledger_path = cfg.state_location(table, "ledger")
+        self.ledger_path = cfg.state_location(table, "ledger")  # see cdclake.lake.ledger
+        self.lease_path = cfg.state_location(table, "lease")  # see cdclake.lake.lease
         self.tombstone_path = cfg.state_location(table, "tombstones")
         self.quarantine_path = cfg.state_location(table, "quarantine")
         # Scratch files of running runs (see cdclake.job.decide.staged); not a Delta table.
@@ -144,52 +120,13 @@ class TableState:
         # Files in the ledger / tombstones as last read by this run.
         self._files: dict[str, int] = {}
 
-    # ---- ledger -------------------------------------------------------------------------
-    def ledger(self) -> Ledger:
-        """What the ledger says, in one read: the current full-load generation and its
-        watermark, the CDC files applied in that generation, and the runs that finished."""
-        ledger = read_delta(self.spark, self.ledger_path, LEDGER_SCHEMA)
-        rows = ledger.select(
-            "generation", "kind", "file", "watermark", "run_id", "recorded_at"
-        ).collect()
-        self._count_files(self.ledger_path, ledger)
-        loads = sorted(
-            (r for r in rows if r["kind"] == "full_load"), key=lambda r: r["recorded_at"]
-        )
-        generation = loads[-1]["generation"] if loads else ""
-        return Ledger(
-            generation=generation or None,
-            watermark=as_utc(loads[-1]["watermark"]) if loads else None,
-            applied={
-                r["file"] for r in rows if r["kind"] == "cdc" and r["generation"] == generation
-            },
-            finished_runs={r["run_id"] for r in rows if r["kind"] != "full_load"},
-        )
-
-    def record_full_load(self, generation: str, watermark: datetime | None, run_id: str) -> None:
-        now = datetime.now().astimezone()
-        row = (generation, "full_load", None, None, None, watermark, run_id, None, now)
-        self._append_ledger([row])
-
-    def record_files(
-        self, generation: str | None, files: Sequence[RawFile], run_id: str, version: int | None
-    ) -> None:
-        now = datetime.now().astimezone()
-        rows = [
-            (generation or "", f.kind, f.path, f.hour, f.size, None, run_id, version, now)
-            for f in files
-        ]
-        self._append_ledger(rows)
-
-    def _append_ledger(self, rows: list[tuple]) -> None:
-        self._append(local_frame(self.spark, rows, LEDGER_SCHEMA), self.ledger_path)
-
-    def _count_files(self, path: str, df: DataFrame) -> None:
+    def count_files(self, path: str, df: DataFrame) -> None:
         """Remember how many files the snapshot just read has (cheap: its state is already
         loaded for the read)."""
         self._files[path] = len(df.inputFiles())  # 0 for the empty frame of a missing table
 
-    def _append(self, df: DataFrame, path: str) -> None:
+    def append_rows(self, path: str, df: DataFrame) -> None:
+        """Append to a bookkeeping table; compact it when it reaches COMPACT_AT_FILES files."""
         append(df, path)
         files = self._files.get(path)
         if files is not None:
@@ -210,7 +147,7 @@ class TableState:
         schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
         keys = list(key_schema.fieldNames())
         tombs = read_delta(self.spark, self.tombstone_path, schema)
-        self._count_files(self.tombstone_path, tombs)
+        self.count_files(self.tombstone_path, tombs)
         if of is not None:
             tombs = tombs.join(of.select(*keys), keys, "left_semi")
         newest = F.max(order_key()).alias("_cdc_d_order")
@@ -224,7 +161,7 @@ class TableState:
         duplicates change nothing, and maintenance compacts and expires them.
         """
         rows = changes.where(F.col(OP) == "D").select(*keys, *ORDER_COLUMNS)
-        self._append(rows, self.tombstone_path)
+        self.append_rows(self.tombstone_path, rows)
 
     # ---- quarantine ---------------------------------------------------------------------
     def quarantine(self, bad: DataFrame, run_id: str) -> None:
@@ -254,6 +191,7 @@ class TableState:
 
 
 def append_audit(spark: SparkSession, cfg: PipelineConfig, records: Sequence[AuditRecord]) -> None:
-    """Append this run's per-table audit records."""
+    """Append audit records (the command line appends each table's right after its run).
+    Columns added to the record since a lake's audit table was created are added to it."""
     df = local_frame(spark, [r.to_row() for r in records], AUDIT_SCHEMA)
-    append(df, cfg.audit_location)
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(cfg.audit_location)

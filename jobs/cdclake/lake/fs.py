@@ -38,3 +38,46 @@ def list_tree(spark: SparkSession, uri: str) -> list[tuple[str, str, int, int]] 
         relative = full[len(prefix) :] if full.startswith(prefix) else status.getPath().getName()
         out.append((relative, full, int(status.getLen()), int(status.getModificationTime())))
     return out
+
+
+def remove_older(spark: SparkSession, uri: str, before_ms: int) -> list[str]:
+    """Delete the entries directly below ``uri`` last modified before ``before_ms`` (epoch
+    milliseconds): scratch left by runs that are certainly dead. Returns their names."""
+    fs, path = fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return []
+    removed = []
+    for status in fs.listStatus(path):
+        if int(status.getModificationTime()) < before_ms:
+            fs.delete(status.getPath(), True)
+            removed.append(status.getPath().getName())
+    return removed
+
+
+def list_level(spark: SparkSession, uri: str) -> list[tuple[str, bool, str, int, int]] | None:
+    """The entries directly below ``uri`` as ``(name, is_dir, full URI, size, modified ms)``;
+    None when ``uri`` does not exist."""
+    fs, path = fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return None
+    return [
+        (
+            s.getPath().getName(),
+            bool(s.isDirectory()),
+            s.getPath().toString(),
+            int(s.getLen()),
+            int(s.getModificationTime()),
+        )
+        for s in fs.listStatus(path)
+    ]
+
+
+def remove_if_empty(spark: SparkSession, uri: str) -> None:
+    """Delete a folder when nothing is in it (a non-recursive delete refuses a folder that
+    another run has just written into, so this never removes someone else's files)."""
+    fs, path = fs_and_path(spark, uri)
+    try:
+        if fs.exists(path) and not fs.listStatus(path):
+            fs.delete(path, False)
+    except Exception:  # noqa: BLE001, S110 - not empty after all: leave it
+        pass

@@ -172,7 +172,7 @@ def housekeep_bookkeeping(
     out = {"bookkeeping_files_compacted": 0, "bookkeeping_files_vacuumed": 0}
     if dry_run:
         return out
-    for kind in ("ledger", "tombstones", "quarantine"):
+    for kind in ("ledger", "lease", "tombstones", "quarantine"):
         path = cfg.state_location(table, kind)
         if not DeltaTable.isDeltaTable(spark, path):
             continue

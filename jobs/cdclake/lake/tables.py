@@ -72,29 +72,25 @@ def check_properties(spark: SparkSession, path: str, name: str) -> None:
         DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
 
 
-def repair_manifest(spark: SparkSession, path: str, name: str, finished_runs: set[str]) -> None:
-    """If the last data commit was ours but its run never reached the ledger, the process
-    may have died before Delta refreshed the manifest: regenerate it."""
-    last = history_head(spark, path)
-    try:
-        meta = json.loads(last["userMetadata"] or "{}")
-    except ValueError:
-        return
-    run = meta.get("cdclake_run") if isinstance(meta, dict) else None
-    if run and run not in finished_runs:
-        log.warning(
-            "%s: previous run %s committed version %s but did not finish; "
-            "regenerating the symlink manifest",
-            name,
-            run,
-            last["version"],
-        )
-        DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
+def repair_manifest(spark: SparkSession, path: str, name: str, run: str, version: int) -> None:
+    """The last data commit (``version``) was ``run``'s, but that run never reached the ledger:
+    the process may have died before Delta refreshed the manifest, so regenerate it."""
+    log.warning(
+        "%s: previous run %s committed version %s but did not finish; "
+        "regenerating the symlink manifest",
+        name,
+        run,
+        version,
+    )
+    DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
 
 
-def commit_metadata(spark: SparkSession, run_id: str, n_files: int) -> AbstractContextManager:
-    """Tag the commits made inside with the run (how :func:`repair_manifest` finds them)."""
-    return setting(spark, USER_METADATA, json.dumps({"cdclake_run": run_id, "files": n_files}))
+def commit_metadata(
+    spark: SparkSession, run_id: str, n_files: int, **extra: Any
+) -> AbstractContextManager:
+    """Tag the commits made inside with the run (how a rerun finds what a dead run left)."""
+    meta = {"cdclake_run": run_id, "files": n_files, **extra}
+    return setting(spark, USER_METADATA, json.dumps(meta, default=str))
 
 
 def history_head(spark: SparkSession, path: str) -> Row:
