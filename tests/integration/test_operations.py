@@ -57,6 +57,20 @@ def test_a_held_lease_refuses_a_second_run_until_released_or_expired(spark, tmp_
     assert lease.acquire(state, "run-c.1", 0, lake.name) > seq
 
 
+def test_maintenance_waits_for_the_table_too(spark, tmp_path):
+    from cdclake.cli.maintenance import main as maintain
+
+    lake = seeded(spark, tmp_path)
+    state = TableState(spark, lake.cfg, lake.cfg.table(lake.name))
+    seq = lease.acquire(state, "hourly-run.1", 180, lake.name)
+    config = str(write_config(lake.cfg))
+    summary = tmp_path / "maintenance.json"
+    assert maintain(["--config", config, "--summary-json", str(summary)], spark=spark) == 1
+    assert "another run holds this table" in json.loads(summary.read_text())[0]["error"]
+    lease.release(state, "hourly-run.1", seq)
+    assert maintain(["--config", config], spark=spark) == 0
+
+
 def test_two_claims_at_the_same_moment_only_one_wins(spark, tmp_path, monkeypatch):
     lake = seeded(spark, tmp_path)
     state = TableState(spark, lake.cfg, lake.cfg.table(lake.name))

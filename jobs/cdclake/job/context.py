@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -117,14 +116,6 @@ def recover_generation(ctx: RunContext, ledger: Ledger, meta: dict[str, Any]) ->
     return replace(ledger, generation=generation, watermark=watermark, frontier=None)
 
 
-@contextmanager
-def writing(ctx: RunContext) -> Iterator[None]:
-    """Hold the table's lease while the body writes; release it however the body ends."""
-    seq = lease.acquire(ctx.state, ctx.attempt, ctx.cfg.merge.lease_minutes, ctx.name)
-    try:
-        yield
-    finally:
-        try:
-            lease.release(ctx.state, ctx.attempt, seq)
-        except Exception:  # noqa: BLE001 - the claim then expires; the run's outcome stands
-            log.exception("%s: could not release the lease (it expires by itself)", ctx.name)
+def writing(ctx: RunContext) -> AbstractContextManager[None]:
+    """Hold the table's lease while the body writes (see :mod:`cdclake.lake.lease`)."""
+    return lease.held(ctx.state, ctx.attempt, ctx.cfg.merge.lease_minutes, ctx.name)

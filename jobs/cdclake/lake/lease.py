@@ -13,6 +13,8 @@ the DynamoDB log store). A run that finds the table held fails that table with
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -122,6 +124,19 @@ def acquire(state: TableState, attempt: str, minutes: int, name: str) -> int:
     cutoff = now - timedelta(minutes=minutes)
     remove_older(state.spark, state.staging_path, int(cutoff.timestamp() * 1000))
     return seq
+
+
+@contextmanager
+def held(state: TableState, attempt: str, minutes: int, name: str) -> Iterator[None]:
+    """Hold the table's lease while the body writes; release it however the body ends."""
+    seq = acquire(state, attempt, minutes, name)
+    try:
+        yield
+    finally:
+        try:
+            release(state, attempt, seq)
+        except Exception:  # noqa: BLE001 - the claim then expires; the run's outcome stands
+            log.exception("%s: could not release the lease (it expires by itself)", name)
 
 
 def release(state: TableState, attempt: str, seq: int) -> None:

@@ -32,6 +32,8 @@ a rerun of a scheduled day uses the same cutoffs; only VACUUM uses the wall cloc
 from __future__ import annotations
 
 import logging
+import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +45,9 @@ from cdclake.core.columns import COMMIT_TS
 from cdclake.core.config import MaintenanceConfig, PipelineConfig, TableConfig
 from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
+from cdclake.lake.bookkeeping import TableState
 from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
+from cdclake.lake.lease import held
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +122,20 @@ def maintain_table(
         )
     cut = cutoffs(now, cfg.maintenance, wall_clock)
     clock = Stopwatch()
-    done = maintain_data(spark, cfg, table, cut, dry_run, clock)
-    done.update(expire_bookkeeping(spark, cfg, table, cut, dry_run, clock))
-    done.update(
-        housekeep_bookkeeping(spark, cfg, table, cfg.maintenance.vacuum_retain_hours, dry_run)
+    # OPTIMIZE, VACUUM and expiry write the table and its bookkeeping: one writer at a time.
+    state = TableState(spark, cfg, table)
+    attempt = f"{run_id}.{uuid.uuid4().hex[:8]}"
+    writer = (
+        nullcontext()
+        if dry_run
+        else held(state, attempt, cfg.merge.lease_minutes, table.qualified_name)
     )
-    clock.lap("bookkeeping")
+    with writer:
+        done = maintain_data(spark, cfg, table, cut, dry_run, clock)
+        done.update(expire_bookkeeping(spark, cfg, table, cut, dry_run, clock))
+        retain = cfg.maintenance.vacuum_retain_hours
+        done.update(housekeep_bookkeeping(spark, cfg, table, retain, dry_run))
+        clock.lap("bookkeeping")
     changed = any(done.get(k) for k in _CHANGES)
     return start_record(run_id, table, now, dry_run).but(
         **done,
