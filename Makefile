@@ -30,8 +30,12 @@ $(UV):
 
 setup: .venv/.synced .jars/.fetched ## Install Python deps (uv, locked) and the Delta/s3a jars (mvn)
 
-run: setup ## Generate the demo source, run full load + hourly runs, check lake == source
-	$(RUN) python -m demo.run_demo --config $(CONFIG)
+# The local source of `make run`: postgres (a throwaway PostgreSQL replicated by capture/, the
+# default) or demo (the synthetic DMS generator). RUN_ARGS: more run_demo options (--hours ...).
+SOURCE ?= postgres
+RUN_ARGS ?=
+run: setup $(if $(filter postgres,$(SOURCE)),postgres-deps) ## Replicate a throwaway PostgreSQL through the DAGs and the job; check lake == source
+	$(RUN) python -m demo.run_demo --config $(CONFIG) --source $(SOURCE) $(RUN_ARGS)
 
 # Two workers (one per core), whole files per worker (module fixtures stay together): the Spark,
 # Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses.
@@ -60,3 +64,4 @@ clean: ## Remove the local lake, caches and build output (keeps .venv and .jars)
 -include infra/infra.mk
 -include sql/sql.mk
 -include bench/bench.mk
+-include demo/demo.mk
