@@ -8,6 +8,6 @@ output exactly as it reads DMS's. See capture/README.md.
 Modules, in the order data flows: ``source`` (connections, table checks), ``load`` (init:
 slot, snapshot, LOAD files), ``pgoutput`` (protocol decoder), ``changes`` (messages -> DMS
 rows), ``typemap`` (PostgreSQL types -> Parquet), ``files`` (DMS layout, durable writes),
-``state`` (position), ``stream`` (the loop, flushes), ``status`` (health), ``cli``; ``pgcluster`` (a throwaway
-server for tests) and ``bench`` (throughput).
+``state`` (position), ``stream`` (the loop, flushes), ``status`` (health), ``cli``;
+``pgcluster`` (a throwaway server for tests and ``make run``) and ``bench`` (throughput).
 """
