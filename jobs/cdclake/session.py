@@ -5,8 +5,10 @@ Two profiles, same job code:
 - ``local``: Delta (and, when present, s3a) jars fetched by ``make setup`` into ``.jars/`` and
   passed with ``spark.jars`` (nothing is downloaded at run time); local paths; ``s3://`` URIs
   are served by s3a so a moto server can stand in for S3 in tests.
-- ``emr``: EMR Serverless ships Delta in the image under ``/usr/share/aws/delta/lib/``; the
-  Glue Data Catalog is the metastore; ``s3://`` is EMRFS.
+- ``emr``: EMR Serverless ships Delta in the image under ``/usr/share/aws/delta/lib/``
+  (``CDCLAKE_EMR_DELTA_LIB`` points elsewhere: the EMR-like sandbox test); the Glue Data
+  Catalog is the metastore; ``s3://`` is EMRFS. Commits to S3 go through Delta's DynamoDB
+  log store (multi-writer safe); the job run must name its table (:func:`log_store_conf`).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-EMR_DELTA_JARS = (
-    "/usr/share/aws/delta/lib/delta-spark.jar",
-    "/usr/share/aws/delta/lib/delta-storage.jar",
-)
+# Where the EMR image keeps Delta (EMR Serverless "Using Delta Lake"; the DynamoDB log store
+# jar is listed beside them in EMR's Delta docs). The EMR-like sandbox test points
+# CDCLAKE_EMR_DELTA_LIB at a local copy of the same three jars.
+EMR_DELTA_LIB = "/usr/share/aws/delta/lib"
+EMR_DELTA_LIB_ENV = "CDCLAKE_EMR_DELTA_LIB"
+EMR_DELTA_JAR_NAMES = ("delta-spark.jar", "delta-storage.jar", "delta-storage-s3-dynamodb.jar")
 DEFAULT_JARS_DIR = Path(__file__).resolve().parents[2] / ".jars"
 
 # Redshift Spectrum reads the symlink manifest, which Delta refuses to maintain with deletion
@@ -34,11 +38,58 @@ TABLE_DEFAULTS = {
     _DEFAULTS + "enableDeletionVectors": "false",
     _DEFAULTS + "columnMapping.mode": "none",
 }
-# Set on the lake tables only (bookkeeping tables need no manifest).
+# Set on the lake tables only (bookkeeping tables need no manifest). The checkpoint interval is
+# Delta's default, written down: readers without Spark (the catalog registration on Airflow
+# workers, Athena) replay at most 9 JSON commits after the newest checkpoint, and the catalog
+# reader is tested past a checkpoint at exactly this interval.
+CHECKPOINT_INTERVAL = 10
 LAKE_TABLE_PROPERTIES = {
     "delta.compatibility.symlinkFormatManifest.enabled": "true",
     "delta.enableDeletionVectors": "false",
+    "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
 }
+
+# Multi-writer-safe commits on S3: Delta's DynamoDB log store (Delta docs, "Storage
+# configuration", multi-cluster setup). Every writer of a table must use it with the same
+# DynamoDB table and region, or commits can be lost; EMRFS serves s3://, s3a:// is set too.
+LOG_STORE_CLASS = "io.delta.storage.S3DynamoDBLogStore"
+LOG_STORE_SCHEMES = ("s3", "s3a")
+LOG_STORE_TABLE = "spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"
+LOG_STORE_REGION = "spark.io.delta.storage.S3DynamoDBLogStore.ddb.region"
+
+
+class LogStoreNotConfiguredError(RuntimeError):
+    """The emr profile refuses to start without the multi-writer-safe log store."""
+
+
+def log_store_conf(table: str, region: str) -> dict[str, str]:
+    """Spark settings that route commits to ``s3://``/``s3a://`` tables through DynamoDB.
+
+    Example::
+
+        log_store_conf("cdclake-dev-delta-log", "eu-west-1")
+    """
+    if not table or not region:
+        raise ValueError("the DynamoDB log store needs a table name and a region")
+    conf = {f"spark.delta.logStore.{s}.impl": LOG_STORE_CLASS for s in LOG_STORE_SCHEMES}
+    conf[LOG_STORE_TABLE] = table
+    conf[LOG_STORE_REGION] = region
+    return conf
+
+
+def emr_delta_lib() -> str:
+    """The folder of the EMR image's Delta jars (``CDCLAKE_EMR_DELTA_LIB`` overrides it)."""
+    return os.environ.get(EMR_DELTA_LIB_ENV) or EMR_DELTA_LIB
+
+
+def emr_delta_jars(lib: str | None = None) -> tuple[str, ...]:
+    """The image's Delta jars: ``delta-spark``, ``delta-storage``, the DynamoDB log store."""
+    root = (lib or emr_delta_lib()).rstrip("/")
+    return tuple(f"{root}/{name}" for name in EMR_DELTA_JAR_NAMES)
+
+
+# The image's own paths (what StartJobRun names); see infra/runtime.py.
+EMR_DELTA_JARS = emr_delta_jars(EMR_DELTA_LIB)
 
 COMMON_CONF = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
@@ -108,10 +159,13 @@ def session_conf(
     elif profile == "emr":
         conf.update(
             {
-                "spark.jars": ",".join(EMR_DELTA_JARS),
+                "spark.jars": ",".join(emr_delta_jars()),
                 "spark.hadoop.hive.metastore.client.factory.class": (
                     "com.amazonaws.glue.catalog.metastore.AWSGlueDataCatalogHiveClientFactory"
                 ),
+                # The table and region come with the job run (StartJobRun's
+                # sparkSubmitParameters, the application's defaults); build_session checks them.
+                **{f"spark.delta.logStore.{s}.impl": LOG_STORE_CLASS for s in LOG_STORE_SCHEMES},
             }
         )
     else:
@@ -147,7 +201,24 @@ def detect_profile() -> str:
     forced = os.environ.get("CDCLAKE_PROFILE")
     if forced:
         return forced
-    return "emr" if all(Path(j).exists() for j in EMR_DELTA_JARS) else "local"
+    return "emr" if all(Path(j).exists() for j in emr_delta_jars()[:2]) else "local"
+
+
+def check_log_store(conf: dict[str, str]) -> None:
+    """Raise unless commits to S3 go through the DynamoDB log store with a named table."""
+    missing = [
+        f"spark.delta.logStore.{s}.impl={LOG_STORE_CLASS}"
+        for s in LOG_STORE_SCHEMES
+        if conf.get(f"spark.delta.logStore.{s}.impl") != LOG_STORE_CLASS
+    ]
+    missing += [f"{k}=<...>" for k in (LOG_STORE_TABLE, LOG_STORE_REGION) if not conf.get(k)]
+    if missing:
+        raise LogStoreNotConfiguredError(
+            "the emr profile writes S3 tables only through Delta's DynamoDB log store (two "
+            "writers on the default S3 log store can lose a commit silently); missing: "
+            + ", ".join(missing)
+            + ". Pass the stack output SparkSubmitParameters with the job run."
+        )
 
 
 def build_session(profile: str | None = None, app_name: str = "cdclake", **kwargs: Any):
@@ -159,6 +230,8 @@ def build_session(profile: str | None = None, app_name: str = "cdclake", **kwarg
     for key, value in session_conf(profile, **kwargs).items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    if profile == "emr":
+        check_log_store(dict(spark.sparkContext.getConf().getAll()))
     spark.sparkContext.setLogLevel(os.environ.get("CDCLAKE_SPARK_LOG_LEVEL", "WARN"))
     log.info("spark session ready (profile=%s, version=%s)", profile, spark.version)
     return spark

@@ -103,3 +103,92 @@ def test_plan_partitions_adds_removes_and_updates():
     desired = {("a",): part(new, "a"), ("c",): part(new, "c"), ("d",): part(new, "d")}
     create, delete, update = plan_partitions(existing, desired)
     assert (create, delete, update) == ([part(new, "d")], [("b",)], [part(new, "a")])
+
+
+# ---- reading a real lake table past its checkpoints (Spark writes it, the reader has no Spark)
+def test_lake_table_read_past_its_first_checkpoint(spark, tmp_path):
+    """A lake table created with the job's properties checkpoints every CHECKPOINT_INTERVAL
+    commits; the catalog reader then takes the schema from the Parquet checkpoint (pyarrow,
+    as on MWAA), also without ``_last_checkpoint`` and after the early commits are cleaned up,
+    and from a later JSON commit once the schema changes again."""
+    from pyspark.sql import types as T
+
+    from cdclake.lake import tables
+    from cdclake.session import CHECKPOINT_INTERVAL
+
+    path = str(tmp_path / "lake")
+    schema = T.StructType(
+        [
+            T.StructField("id", T.IntegerType()),
+            T.StructField("p", T.StringType()),
+            T.StructField("v", T.StringType()),
+        ]
+    )
+    tables.create(spark, path, schema, ["p"])  # version 0
+    for i in range(CHECKPOINT_INTERVAL):  # versions 1 .. CHECKPOINT_INTERVAL
+        spark.createDataFrame([(i, "a", "x")], schema).write.format("delta").mode("append").save(
+            path
+        )
+    log = tmp_path / "lake" / "_delta_log"
+    assert (log / f"{CHECKPOINT_INTERVAL:020d}.checkpoint.parquet").is_file()
+
+    expected = ([("id", "integer"), ("p", "string"), ("v", "string")], ("p",))
+
+    def read() -> tuple:
+        m = read_table_meta(LocalStore(), path)
+        assert m.configuration["delta.checkpointInterval"] == str(CHECKPOINT_INTERVAL)
+        return m.version, ([(f.name, f.type) for f in m.fields], m.partition_columns)
+
+    assert read() == (CHECKPOINT_INTERVAL, expected)  # metaData only in the checkpoint
+    (log / "_last_checkpoint").unlink()  # a hint Delta may not have written
+    assert read() == (CHECKPOINT_INTERVAL, expected)
+    for old in range(CHECKPOINT_INTERVAL):  # log cleanup removed the commits before it
+        (log / f"{old:020d}.json").unlink()
+    assert read() == (CHECKPOINT_INTERVAL, expected)
+
+    wider = T.StructType([*schema.fields, T.StructField("w", T.LongType())])
+    spark.createDataFrame([(99, "b", "y", 7)], wider).write.format("delta").mode("append").option(
+        "mergeSchema", "true"
+    ).save(path)
+    assert read() == (CHECKPOINT_INTERVAL + 1, ([*expected[0], ("w", "long")], ("p",)))
+
+
+class _FailingStore(LocalStore):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def read(self, uri: str) -> bytes:
+        if uri.endswith("_last_checkpoint"):
+            raise self.error
+        return super().read(uri)
+
+
+def test_read_errors_other_than_a_missing_file_are_not_swallowed(tmp_path):
+    log = tmp_path / "t" / "_delta_log"
+    log.mkdir(parents=True)
+    _commit(log, 0, _meta_action([("id", "integer")], []))
+    with pytest.raises(PermissionError):
+        read_table_meta(_FailingStore(PermissionError("AccessDenied")), str(tmp_path / "t"))
+    (log / "_last_checkpoint").write_text("{not json")
+    with pytest.raises(DeltaLogError, match="_last_checkpoint: unreadable"):
+        read_table_meta(LocalStore(), str(tmp_path / "t"))
+    (log / "_last_checkpoint").unlink()
+    assert read_table_meta(LocalStore(), str(tmp_path / "t")).version == 0  # absent: fine
+
+
+def test_s3_store_reports_a_missing_object_as_file_not_found():
+    import boto3
+    from botocore.stub import Stubber
+
+    from cdclake.catalog.deltalog import S3Store
+
+    client = boto3.client(
+        "s3", region_name="eu-west-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    with Stubber(client) as stub:
+        stub.add_client_error("get_object", service_error_code="NoSuchKey", http_status_code=404)
+        stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+        with pytest.raises(FileNotFoundError):
+            S3Store(client).read("s3://b/t/_delta_log/_last_checkpoint")
+        with pytest.raises(client.exceptions.ClientError, match="AccessDenied"):
+            S3Store(client).read("s3://b/t/_delta_log/_last_checkpoint")

@@ -2,7 +2,14 @@
 
 import pytest
 
-from cdclake.session import local_cores, session_conf
+from cdclake.session import (
+    LAKE_TABLE_PROPERTIES,
+    LogStoreNotConfiguredError,
+    check_log_store,
+    local_cores,
+    log_store_conf,
+    session_conf,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,9 +31,16 @@ def test_local_profile_replays_delta_logs_with_one_partition_per_core(monkeypatc
     assert conf["spark.sql.session.timeZone"] == "UTC"
 
 
-def test_emr_profile_uses_the_image_jars_and_glue():
+def test_emr_profile_uses_the_image_jars_and_glue(monkeypatch):
+    monkeypatch.delenv("CDCLAKE_EMR_DELTA_LIB", raising=False)
     conf = session_conf("emr")
-    assert conf["spark.jars"].startswith("/usr/share/aws/delta/lib/")
+    lib = "/usr/share/aws/delta/lib"
+    assert conf["spark.jars"] == (
+        f"{lib}/delta-spark.jar,{lib}/delta-storage.jar,{lib}/delta-storage-s3-dynamodb.jar"
+    )
+    assert conf["spark.delta.logStore.s3.impl"] == "io.delta.storage.S3DynamoDBLogStore"
+    monkeypatch.setenv("CDCLAKE_EMR_DELTA_LIB", "/sandbox/lib")  # the EMR-like sandbox
+    assert session_conf("emr")["spark.jars"].startswith("/sandbox/lib/delta-spark.jar,")
     assert "spark.databricks.delta.snapshotPartitions" not in conf
     assert (
         "AWSGlueDataCatalogHiveClientFactory"
@@ -34,3 +48,17 @@ def test_emr_profile_uses_the_image_jars_and_glue():
     )
     with pytest.raises(ValueError, match="unknown Spark profile"):
         session_conf("yarn")
+
+
+def test_emr_profile_refuses_to_write_s3_without_the_dynamodb_log_store():
+    complete = log_store_conf("cdclake-dev-delta-log", "eu-west-1")
+    check_log_store(complete)
+    for key in complete:
+        with pytest.raises(LogStoreNotConfiguredError, match=key.replace(".", r"\.")):
+            check_log_store({k: v for k, v in complete.items() if k != key})
+    with pytest.raises(ValueError, match="table name and a region"):
+        log_store_conf("", "eu-west-1")
+
+
+def test_lake_tables_checkpoint_at_an_explicit_interval():
+    assert LAKE_TABLE_PROPERTIES["delta.checkpointInterval"] == "10"

@@ -3,7 +3,12 @@ partition columns (from ``_delta_log``) and the partitions of the symlink manife
 
 Runs wherever boto3 runs (an Airflow worker, a Lambda): local paths are read from disk,
 ``s3://``/``s3a://`` URIs through an S3 client. pyarrow is only needed when the newest
-``metaData`` action lives in a Parquet checkpoint rather than in a later JSON commit.
+``metaData`` action lives in a Parquet checkpoint rather than in a later JSON commit (always,
+once a table is past its first checkpoint and its early commits are cleaned up; MWAA gets
+pyarrow from the packaged requirements.txt).
+
+A missing object is the only read failure that means "not there": every other error (access
+denied, throttling, a corrupt ``_last_checkpoint``) is raised, naming the location.
 
 Example::
 
@@ -31,6 +36,7 @@ MANIFEST_DIR = "_symlink_format_manifest"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 _COMMIT = re.compile(r"^(\d{20})\.json$")
 _CHECKPOINT = re.compile(r"^(\d{20})\.checkpoint(?:\.\d{10}\.\d{10})?\.parquet$")
+_PART = re.compile(r"^\d{20}\.checkpoint\.(\d{10})\.(\d{10})\.parquet$")
 
 
 class DeltaLogError(RuntimeError):
@@ -44,7 +50,9 @@ class Store(Protocol):
         """Full URIs of the objects under ``prefix`` (a folder URI), recursively, sorted."""
         ...
 
-    def read(self, uri: str) -> bytes: ...
+    def read(self, uri: str) -> bytes:
+        """The object's bytes; :class:`FileNotFoundError` when there is no such object."""
+        ...
 
 
 class LocalStore:
@@ -78,7 +86,10 @@ class S3Store:
 
     def read(self, uri: str) -> bytes:
         _, bucket, key = split_s3(uri)
-        return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        try:
+            return self.client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        except self.client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(uri) from exc
 
 
 def store_for(uri: str, s3_client: Any = None) -> Store:
@@ -141,6 +152,10 @@ def read_table_meta(store: Store, location: str) -> TableMeta:
     checkpoint_version = _last_checkpoint(store, log_dir)
     start_after = f"{log_dir}/{checkpoint_version:020d}" if checkpoint_version is not None else None
     names = [u.rsplit("/", 1)[-1] for u in store.list(log_dir, start_after)]
+    if checkpoint_version is None:
+        # _last_checkpoint is a hint Delta may not have written: the newest complete
+        # checkpoint in the listing counts (early JSON commits may be cleaned up by then).
+        checkpoint_version = _newest_checkpoint(names)
     commits = sorted(int(m.group(1)) for n in names if (m := _COMMIT.match(n)))
     if not commits and checkpoint_version is None:
         raise DeltaLogError(f"no Delta table at {location} (no commits in {LOG_DIR}/)")
@@ -158,11 +173,31 @@ def read_table_meta(store: Store, location: str) -> TableMeta:
 
 
 def _last_checkpoint(store: Store, log_dir: str) -> int | None:
+    """The version ``_last_checkpoint`` names; None when the file does not exist."""
+    uri = f"{log_dir}/_last_checkpoint"
     try:
-        raw = store.read(f"{log_dir}/_last_checkpoint")
-    except Exception:  # noqa: BLE001 - absent (FileNotFoundError / NoSuchKey): no checkpoint yet
+        raw = store.read(uri)
+    except FileNotFoundError:
         return None
-    return int(json.loads(raw)["version"])
+    try:
+        return int(json.loads(raw)["version"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DeltaLogError(f"{uri}: unreadable ({exc!r})") from exc
+
+
+def _newest_checkpoint(names: list[str]) -> int | None:
+    """The newest version with a complete checkpoint (every part of a multi-part one)."""
+    parts: dict[int, set[str]] = {}
+    for n in names:
+        if m := _CHECKPOINT.match(n):
+            parts.setdefault(int(m.group(1)), set()).add(n)
+    for version in sorted(parts, reverse=True):
+        found = parts[version]
+        single = f"{version:020d}.checkpoint.parquet" in found
+        multi = _PART.match(next(iter(found)))
+        if single or (multi and len(found) == int(multi.group(2))):
+            return version
+    return None
 
 
 def _checkpoint_metadata(store: Store, log_dir: str, version: int) -> Mapping[str, Any]:
