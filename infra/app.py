@@ -33,8 +33,11 @@ def build_app(
     pipeline_config: Path = REPO_ROOT / "conf" / "pipeline.yaml",
     outdir: str | None = None,
     nag: bool = True,
+    context: dict[str, str] | None = None,
 ) -> tuple[cdk.App, PipelineStack]:
-    app = cdk.App(outdir=outdir, context=CONTEXT, analytics_reporting=False)
+    """The app with the env's stack; ``context`` adds values such as
+    ``mwaa_requirements_version`` (``make deploy`` passes it with ``-c``)."""
+    app = cdk.App(outdir=outdir, context={**CONTEXT, **(context or {})}, analytics_reporting=False)
     _, cfg = render_pipeline_config(env, pipeline_config)
     stack = PipelineStack(
         app,
@@ -57,6 +60,7 @@ def main() -> None:
     name = probe.node.try_get_context("env") or os.environ.get("CDCLAKE_ENV")
     if not name:
         raise SystemExit("choose an environment: -c env=dev (or CDCLAKE_ENV=dev)")
+    # Every cdk.App reads the CLI's -c values itself (mwaa_requirements_version included).
     app, _ = build_app(load_env(name), outdir=probe.outdir)
     app.synth()
 

@@ -12,6 +12,7 @@ Artifacts bucket ``<bucket_prefix>-artifacts``::
                                  the catalog with it on the workers (no Spark needed there)
     dags/cdclake_conf/pipeline.yaml   same config, read by the DAGs from local disk at parse time
     dags/cdclake_conf/deployment.json same outputs, read by the DAGs from local disk
+    mwaa/requirements.txt        MWAA's requirements (constraints line + pinned providers, pyarrow)
     athena-results/              Athena workgroup query results (expire after 30 days)
 
 Raw bucket ``<bucket_prefix>-raw``: DMS writes under ``dms/<schema>/<table>/``.
@@ -33,6 +34,7 @@ DEPLOYMENT_KEY = "conf/deployment.json"
 DAGS_PREFIX = "dags"
 DAG_CONFIG_KEY = "dags/cdclake_conf/pipeline.yaml"
 DAG_DEPLOYMENT_KEY = "dags/cdclake_conf/deployment.json"
+MWAA_REQUIREMENTS_KEY = "mwaa/requirements.txt"
 ATHENA_RESULTS_PREFIX = "athena-results"
 
 RAW_FOLDER = "dms"  # DMS BucketFolder

@@ -3,6 +3,13 @@
 ``build`` lays out ``dist/<env>/`` exactly as the bucket will look (see :mod:`infra.layout`);
 ``upload`` copies that tree 1:1 (plus ``deployment.json`` from the stack outputs, when given).
 
+What EMR gets needs nothing from the image but Spark, its Delta jars and Python (3.9): the job
+package zip also carries the pure-Python part of every dependency the job imports
+(:data:`VENDORED`: PyYAML, without its C extension). boto3 is the exception: botocore reads its
+service models from the file system, so it cannot run from a ``--py-files`` zip; the job uses
+the image's boto3 (see README "Runtime and versions"). MWAA gets ``mwaa/requirements.txt``
+(:func:`infra.mwaa_runtime.requirements_txt`).
+
     python -m infra.package build --env dev
     python -m infra.package upload --env dev --outputs cdk.out/outputs-dev.json
 """
@@ -10,6 +17,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.metadata
 import json
 import logging
 import shutil
@@ -24,12 +33,16 @@ import yaml
 from cdclake.core.config import PipelineConfig, parse_config
 from infra import layout
 from infra.envconf import EnvConfig, load_env
+from infra.mwaa_runtime import requirements_txt
 from infra.runtime import REPO_ROOT
 
 log = logging.getLogger("infra.package")
 # Fixed timestamp so the same sources give a byte-identical zip.
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)
 _SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+# Distributions the job imports, shipped in the job zip: {distribution: its top-level packages}.
+# Only their .py files go in (no compiled extension runs on EMR); license and metadata too.
+VENDORED = {"PyYAML": ("yaml",)}
 
 
 class PackageError(RuntimeError):
@@ -71,8 +84,9 @@ def build(env: EnvConfig, out: Path, repo: Path = REPO_ROOT, config: Path | None
     maintenance = repo / "jobs" / "cdc_maintenance.py"
     if maintenance.is_file():
         _write(out / layout.MAINTENANCE_ENTRY_KEY, maintenance.read_bytes())
-    _zip_package(package_dir, out / layout.JOB_PACKAGE_KEY)
+    _zip_package(package_dir, out / layout.JOB_PACKAGE_KEY, vendored=VENDORED)
     _write(out / layout.JOB_CONFIG_KEY, text.encode())
+    _write(out / layout.MWAA_REQUIREMENTS_KEY, requirements_txt().encode())
     dags = repo / "dags"
     for src in _files(dags):
         _write(out / layout.DAGS_PREFIX / src.relative_to(dags), src.read_bytes())
@@ -90,10 +104,14 @@ def upload(
     outputs: dict[str, Any] | None = None,
     endpoint_url: str | None = None,
     region: str | None = None,
-) -> list[str]:
+    only: set[str] | None = None,
+) -> dict[str, str | None]:
     """Upload ``dist`` to ``bucket`` key for key; remove DAG files no longer in ``dist``.
 
-    ``outputs`` (the stack outputs) is written to both deployment.json keys. Returns the keys.
+    ``outputs`` (the stack outputs) is written to both deployment.json keys; ``only`` limits
+    the upload to those keys (and removes nothing). A key whose object already has the same
+    bytes is not written again (MWAA reinstalls requirements on every new object version).
+    Returns ``{key: S3 version id}``.
     """
     import boto3  # deferred: building needs no AWS SDK
 
@@ -106,8 +124,13 @@ def upload(
         doc = json.dumps(outputs, indent=2, sort_keys=True).encode()
         bodies[layout.DEPLOYMENT_KEY] = doc
         bodies[layout.DAG_DEPLOYMENT_KEY] = doc
+    if only is not None:
+        bodies = {k: v for k, v in bodies.items() if k in only}
+    versions: dict[str, str | None] = {}
     for key, body in sorted(bodies.items()):
-        s3.put_object(Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=owner)
+        versions[key] = _put_if_changed(s3, bucket, key, body, owner)
+    if only is not None:
+        return versions
     stale = [
         o["Key"]
         for page in s3.get_paginator("list_objects_v2").paginate(
@@ -124,7 +147,24 @@ def upload(
         bucket,
         len(stale),
     )
-    return sorted(bodies)
+    return versions
+
+
+def _put_if_changed(s3: Any, bucket: str, key: str, body: bytes, owner: str) -> str | None:
+    """Put ``body`` unless the object already holds it; the object's version id either way."""
+    digest = hashlib.sha256(body).hexdigest()
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, ExpectedBucketOwner=owner)
+    except s3.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+        head = None
+    if head is not None and head.get("Metadata", {}).get("sha256") == digest:
+        return head.get("VersionId")
+    put = s3.put_object(
+        Bucket=bucket, Key=key, Body=body, ExpectedBucketOwner=owner, Metadata={"sha256": digest}
+    )
+    return put.get("VersionId")
 
 
 def stack_outputs(path: Path, stack_name: str) -> dict[str, Any]:
@@ -135,16 +175,37 @@ def stack_outputs(path: Path, stack_name: str) -> dict[str, Any]:
     return dict(data[stack_name])
 
 
-def _zip_package(src: Path, dest: Path) -> None:
+def _zip_package(src: Path, dest: Path, vendored: dict[str, tuple[str, ...]] | None = None) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
+    entries = {
+        f"{src.name}/{f.relative_to(src).as_posix()}": f.read_bytes()
+        for f in _files(src)
+        if f.suffix not in (".pyc", ".pyo")
+    }
+    for dist_name, packages in (vendored or {}).items():
+        entries.update(vendored_files(dist_name, packages))
     with zipfile.ZipFile(dest, "w", zipfile.ZIP_DEFLATED) as zf:
-        for f in sorted(_files(src)):
-            if f.suffix in (".pyc", ".pyo"):
-                continue
-            info = zipfile.ZipInfo(f"{src.name}/{f.relative_to(src).as_posix()}", _ZIP_DATE)
+        for name, body in sorted(entries.items()):
+            info = zipfile.ZipInfo(name, _ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            zf.writestr(info, f.read_bytes())
+            zf.writestr(info, body)
+
+
+def vendored_files(dist_name: str, packages: tuple[str, ...]) -> dict[str, bytes]:
+    """The installed distribution's pure-Python files of ``packages`` (plus its license and
+    metadata), as ``{zip path: bytes}``. Raises if the distribution is not installed."""
+    dist = importlib.metadata.distribution(dist_name)
+    out: dict[str, bytes] = {}
+    for f in dist.files or []:
+        parts = f.parts
+        is_code = parts[0] in packages and f.suffix == ".py"
+        is_info = parts[0].endswith(".dist-info") and f.name in ("LICENSE", "METADATA")
+        if is_code or is_info:
+            out[f.as_posix()] = Path(str(f.locate())).read_bytes()
+    if not any(k.split("/")[0] in packages for k in out):
+        raise PackageError(f"{dist_name}: none of {packages} found in the installed distribution")
+    return out
 
 
 def _files(root: Path) -> Iterator[Path]:

@@ -14,14 +14,15 @@ from constructs import Construct
 from infra import layout, runtime
 from infra.envconf import EnvConfig
 from infra.stack import access
+from infra.stack.logstore import DeltaLogStore
 from infra.stack.network import Network
 from infra.stack.storage import Storage
 
 
 class Emr(Construct):
     """Auto-start/stop application with a capacity ceiling, private subnets, KMS-encrypted S3
-    logs and Delta + Glue Spark defaults; a role that reads raw, writes curated and manages
-    the tables of ``glue_database``."""
+    logs and Delta + Glue + DynamoDB log store Spark defaults; a role that reads raw, writes
+    curated, manages the tables of ``glue_database`` and uses the log store's table."""
 
     def __init__(
         self,
@@ -32,11 +33,15 @@ class Emr(Construct):
         storage: Storage,
         network: Network,
         glue_database: str,
+        log_store: DeltaLogStore,
     ) -> None:
         super().__init__(scope, cid)
         stack = Stack.of(self)
         self.log_uri = f"s3://{storage.logs.bucket_name}/{layout.EMR_LOGS_PREFIX}/"
-        self.application = _application(stack, env, storage, network, self.log_uri)
+        self.spark_defaults = runtime.spark_defaults(log_store.table_name, log_store.region)
+        self.application = _application(
+            stack, env, storage, network, self.log_uri, self.spark_defaults
+        )
         self.application_id = self.application.attr_application_id
         self.application_arn = (
             f"arn:{Aws.PARTITION}:emr-serverless:{Aws.REGION}:{Aws.ACCOUNT_ID}"
@@ -52,12 +57,21 @@ class Emr(Construct):
                 "ArnLike": {"aws:SourceArn": self.application_arn},
             },
             description="Runtime role of the cdc_merge job on EMR Serverless",
-            statements=[*_bucket_statements(storage), *_catalog_statements(storage, glue_database)],
+            statements=[
+                *_bucket_statements(storage),
+                *_catalog_statements(storage, glue_database),
+                log_store.job_statement(),
+            ],
         )
 
 
 def _application(
-    scope: Construct, env: EnvConfig, storage: Storage, network: Network, log_uri: str
+    scope: Construct,
+    env: EnvConfig,
+    storage: Storage,
+    network: Network,
+    log_uri: str,
+    spark_defaults: dict[str, str],
 ) -> emrs.CfnApplication:
     e = env.emr
     cfn = emrs.CfnApplication  # for its nested property types
@@ -86,7 +100,7 @@ def _application(
         ),
         runtime_configuration=[
             cfn.ConfigurationObjectProperty(
-                classification="spark-defaults", properties=runtime.spark_defaults()
+                classification="spark-defaults", properties=spark_defaults
             )
         ],
     )

@@ -1,5 +1,6 @@
 """Alarms (to one SNS topic) and a dashboard: job failures and duration, DMS task state and
-CDC latency, per-table freshness, quarantined rows and failed table runs.
+CDC latency, per-table freshness, quarantined rows and failed table runs, and the MWAA
+scheduler's heartbeat. Failed Airflow tasks publish to the same topic (the DAGs' notifier).
 
 The per-table metrics are published by the job (namespace ``CdcLake``, dimension ``Table`` =
 ``schema.table``): ``FreshnessSeconds``, ``QuarantinedRows``, ``TableRunFailed``.
@@ -36,6 +37,7 @@ class Monitoring(Construct):
         emr_application_id: str,
         dms_instance_id: str,
         dms_task_id: str,
+        mwaa_environment: str | None = None,
     ) -> None:
         super().__init__(scope, cid)
         mon = env.monitoring
@@ -206,6 +208,25 @@ class Monitoring(Construct):
             event_categories=["failure", "state change"],
             enabled=True,
         )
+
+        if mwaa_environment:
+            # MWAA publishes the scheduler's heartbeat to AmazonMWAA (dimensions Function,
+            # Environment); no heartbeat for 5 minutes, or no data, means no DAG is scheduled
+            # (as aws-samples/mwaa-dashboard alarms on it).
+            alarm(
+                "MwaaSchedulerHeartbeat",
+                cw.Metric(
+                    namespace="AmazonMWAA",
+                    metric_name="SchedulerHeartbeat",
+                    dimensions_map={"Function": "Scheduler", "Environment": mwaa_environment},
+                    statistic="Average",
+                    period=Duration.minutes(5),
+                ),
+                0,
+                f"MWAA {mwaa_environment}: no scheduler heartbeat for 5 minutes: no DAG runs",
+                op=cw.ComparisonOperator.LESS_THAN_OR_EQUAL_TO_THRESHOLD,
+                missing=cw.TreatMissingData.BREACHING,
+            )
 
         cw.Dashboard(
             self,

@@ -1,19 +1,27 @@
 """MWAA: the execution role of the hourly DAG (always created; its ARN is a stack output)
-and, when ``mwaa.enabled``, the environment (private web server, all logs on).
+and, when ``mwaa.enabled``, the environment (private web server, all logs on, the packaged
+``requirements.txt``).
+
+MWAA installs ``requirements.txt`` only at a given S3 object version, and the file must exist
+before the environment points at it: ``make deploy`` (``infra/deploy.py``) uploads it first and
+passes its version as the context value ``mwaa_requirements_version``. Without that value (a
+plain ``make synth``, the first deploy before the bucket exists) the environment is declared
+without requirements and a warning says so.
 
 Its resources are created in the stack's scope (see ``infra/stack/pipeline_stack.py``).
 """
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Stack
+from aws_cdk import Annotations, Aws, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_mwaa as mwaa
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sns as sns
 from constructs import Construct
 
-from infra import layout
+from infra import layout, runtime
 from infra.envconf import EnvConfig
 from infra.stack import access
 from infra.stack.catalog import Catalog
@@ -35,10 +43,11 @@ class Mwaa(Construct):
         emr: Emr,
         dms_task_arn: str,
         catalog: Catalog,
+        alarm_topic: sns.ITopic,
     ) -> None:
         super().__init__(scope, cid)
         stack = Stack.of(self)
-        self.name = env.resource_name("airflow")
+        self.name = environment_name(env)
         self.role = access.role(
             stack,
             "MwaaRole",
@@ -55,6 +64,12 @@ class Mwaa(Construct):
                 access.key_use(storage.key.key_arn),
                 *_pipeline_statements(emr, dms_task_arn),
                 *_athena_statements(catalog, storage),
+                # Failed tasks notify the alarm topic (SnsNotifier; the key is above).
+                iam.PolicyStatement(
+                    sid="NotifyFailedTasks",
+                    actions=["sns:Publish"],
+                    resources=[alarm_topic.topic_arn],
+                ),
             ],
         )
         checkov_skip(
@@ -70,6 +85,19 @@ class Mwaa(Construct):
     def _environment(
         self, scope: Construct, env: EnvConfig, storage: Storage, network: Network
     ) -> mwaa.CfnEnvironment:
+        pinned = runtime.runtime_pins()["airflow"]
+        if env.mwaa.airflow_version != pinned:
+            raise ValueError(
+                f"mwaa.airflow_version {env.mwaa.airflow_version} != the Airflow the DAGs are "
+                f"pinned to ({pinned}, pyproject [tool.cdclake.runtime].airflow)"
+            )
+        requirements = self.node.try_get_context(REQUIREMENTS_VERSION_CONTEXT)
+        if not requirements:
+            Annotations.of(self).add_warning_v2(
+                "cdclake:mwaa-requirements",
+                f"no {REQUIREMENTS_VERSION_CONTEXT}: the MWAA environment is declared without "
+                "requirements.txt (make deploy uploads it and deploys again with its version)",
+            )
         sg = network.security_group(
             "MwaaSg",
             "MWAA environment",
@@ -87,6 +115,8 @@ class Mwaa(Construct):
             max_workers=env.mwaa.max_workers,
             source_bucket_arn=storage.artifacts.bucket_arn,
             dag_s3_path=layout.DAGS_PREFIX,
+            requirements_s3_path=layout.MWAA_REQUIREMENTS_KEY if requirements else None,
+            requirements_s3_object_version=requirements or None,
             execution_role_arn=self.role.role_arn,
             kms_key=storage.key.key_arn,
             webserver_access_mode="PRIVATE_ONLY",
@@ -107,6 +137,13 @@ class Mwaa(Construct):
         )
 
 
+REQUIREMENTS_VERSION_CONTEXT = "mwaa_requirements_version"
+
+
+def environment_name(env: EnvConfig) -> str:
+    return env.resource_name("airflow")
+
+
 def _environment_statements(name: str, artifacts: s3.IBucket) -> list[iam.PolicyStatement]:
     """Airflow metrics of this environment; the DAG folder and the checks MWAA runs on it."""
     return [
@@ -123,9 +160,11 @@ def _environment_statements(name: str, artifacts: s3.IBucket) -> list[iam.Policy
             resources=[
                 artifacts.arn_for_objects(f"{layout.DAGS_PREFIX}/*"),
                 artifacts.arn_for_objects("conf/*"),
+                artifacts.arn_for_objects(layout.MWAA_REQUIREMENTS_KEY),
             ],
         ),
         access.s3_list(artifacts, layout.DAGS_PREFIX),
+        access.s3_list(artifacts, layout.MWAA_REQUIREMENTS_KEY.split("/")[0]),
         iam.PolicyStatement(
             sid="MwaaBucketChecks",
             actions=[

@@ -19,8 +19,9 @@ from infra.stack.boundary import Boundary
 from infra.stack.catalog import Catalog
 from infra.stack.dms import Dms
 from infra.stack.emr import Emr
+from infra.stack.logstore import DeltaLogStore
 from infra.stack.monitoring import Monitoring
-from infra.stack.mwaa import Mwaa
+from infra.stack.mwaa import Mwaa, environment_name
 from infra.stack.network import Network
 from infra.stack.secret import SourceSecret
 from infra.stack.storage import Storage
@@ -47,8 +48,15 @@ class PipelineStack(Stack):
             security_group=net.dms_sg,
             log_retention_days=env.retention.log_group_days,
         )
+        self.log_store = DeltaLogStore(self, "DeltaLogStore", env=env, key=st.key)
         self.emr = Emr(
-            self, "Emr", env=env, storage=st, network=net, glue_database=cfg.glue_database
+            self,
+            "Emr",
+            env=env,
+            storage=st,
+            network=net,
+            glue_database=cfg.glue_database,
+            log_store=self.log_store,
         )
         self.catalog = Catalog(
             self,
@@ -57,6 +65,18 @@ class PipelineStack(Stack):
             database=cfg.glue_database,
             key=st.key,
             results_bucket=st.artifacts,
+        )
+        # Before MWAA: failed tasks publish to its topic. (Logical IDs do not depend on order.)
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            env=env,
+            cfg=cfg,
+            key=st.key,
+            emr_application_id=self.emr.application_id,
+            dms_instance_id=self.dms.instance_id,
+            dms_task_id=self.dms.task_id,
+            mwaa_environment=environment_name(env) if env.mwaa.enabled else None,
         )
         self.mwaa = Mwaa(
             self,
@@ -67,16 +87,7 @@ class PipelineStack(Stack):
             emr=self.emr,
             dms_task_arn=self.dms.task_arn,
             catalog=self.catalog,
-        )
-        self.monitoring = Monitoring(
-            self,
-            "Monitoring",
-            env=env,
-            cfg=cfg,
-            key=st.key,
-            emr_application_id=self.emr.application_id,
-            dms_instance_id=self.dms.instance_id,
-            dms_task_id=self.dms.task_id,
+            alarm_topic=self.monitoring.topic,
         )
         self.boundary = Boundary(self, "PermissionsBoundary", env=env)
         # Last: it reads every role and policy of the stack, the boundary's included.
@@ -98,8 +109,11 @@ class PipelineStack(Stack):
             "JobEntryPoint": b.uri(b.artifacts, layout.JOB_ENTRY_KEY),
             "JobConfigUri": b.uri(b.artifacts, layout.JOB_CONFIG_KEY),
             "SparkSubmitParameters": runtime.spark_submit_parameters(
-                b.uri(b.artifacts, layout.JOB_PACKAGE_KEY)
+                b.uri(b.artifacts, layout.JOB_PACKAGE_KEY),
+                self.log_store.table_name,
+                self.log_store.region,
             ),
+            "DeltaLogTable": self.log_store.table.table_name,
             "DmsTaskArn": self.dms.task_arn,
             "SourceSecretArn": self.source.secret.secret_arn,
             "GlueDatabase": self.catalog.database_name,

@@ -13,6 +13,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 
 REPO = Path(__file__).resolve().parents[2]
 
+# What `make deploy` passes once requirements.txt is in the bucket (infra/deploy.py).
+REQUIREMENTS_VERSION = "3HL4kqtJlcpXroDTDmJ+rmSpXd3dIbrHY+MTRCxf3vjVBH40Nr8X8gdRQBpUMLUo"
+
 # A second pipeline config exercising the other DMS layouts: DASH folders, no change
 # sequence column, no Op in full-load files, three tables.
 ALT_CONFIG = {
@@ -49,7 +52,13 @@ ALT_CONFIG = {
 class Synth:
     """One synthesized environment: its env config, pipeline config and template."""
 
-    def __init__(self, env_name: str, config_path: Path, outdir: Path) -> None:
+    def __init__(
+        self,
+        env_name: str,
+        config_path: Path,
+        outdir: Path,
+        context: dict[str, str] | None = None,
+    ) -> None:
         from infra.app import build_app
         from infra.envconf import load_env
         from infra.package import render_pipeline_config
@@ -57,7 +66,9 @@ class Synth:
         self.env = load_env(env_name)
         self.config_path = config_path
         _, self.cfg = render_pipeline_config(self.env, config_path)
-        app, stack = build_app(self.env, pipeline_config=config_path, outdir=str(outdir))
+        app, stack = build_app(
+            self.env, pipeline_config=config_path, outdir=str(outdir), context=context
+        )
         app.synth()
         self.template_path = outdir / f"{stack.stack_name}.template.json"
         self.template = json.loads(self.template_path.read_text())
@@ -84,7 +95,9 @@ def synths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Synth]:
     return {
         # dev: the repo's pipeline config, no MWAA; prod: the alternative config, MWAA on.
         "dev": Synth("dev", REPO / "conf" / "pipeline.yaml", out / "dev"),
-        "prod": Synth("prod", alt, out / "prod"),
+        "prod": Synth(
+            "prod", alt, out / "prod", {"mwaa_requirements_version": REQUIREMENTS_VERSION}
+        ),
     }
 
 

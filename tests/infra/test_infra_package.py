@@ -57,6 +57,7 @@ def expected_keys(repo: Path) -> set[str]:
         layout.JOB_PACKAGE_KEY,
         layout.JOB_CONFIG_KEY,
         layout.DAG_CONFIG_KEY,
+        layout.MWAA_REQUIREMENTS_KEY,
         "dags/cdclake_hourly.py",
     } | dag_package
 
@@ -69,12 +70,30 @@ def test_build_lays_out_the_bucket(repo, tmp_path):
     with zipfile.ZipFile(dist / layout.JOB_PACKAGE_KEY) as zf:
         names = zf.namelist()
     assert "cdclake/__init__.py" in names and "cdclake/core/config.py" in names
-    assert all(n.startswith("cdclake/") and not n.endswith(".pyc") for n in names)
+    assert not [n for n in names if n.endswith((".pyc", ".so", ".pyd"))]  # nothing compiled
+    # The job's own package plus the pure-Python part of PyYAML (the lock's version).
+    assert {n.split("/")[0] for n in names} == {"cdclake", "yaml", "PyYAML-6.0.2.dist-info"}
+    assert "yaml/__init__.py" in names and "PyYAML-6.0.2.dist-info/LICENSE" in names
     for key in (layout.JOB_CONFIG_KEY, layout.DAG_CONFIG_KEY):
         cfg = load_config(dist / key)
         assert cfg.raw_root == f"s3://{env.buckets.raw}/dms"
         assert cfg.curated_root == f"s3://{env.buckets.curated}/lake"
         assert cfg.tables == load_config(REPO / "conf" / "pipeline.yaml").tables
+
+
+def test_requirements_txt_pins_the_mwaa_runtime(repo, tmp_path):
+    dist = build(load_env("dev"), tmp_path / "dist", repo=repo)
+    lines = [
+        line
+        for line in (dist / layout.MWAA_REQUIREMENTS_KEY).read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines == [
+        '--constraint "https://raw.githubusercontent.com/apache/airflow/'
+        'constraints-3.0.6/constraints-3.12.txt"',
+        "apache-airflow-providers-amazon[aiobotocore]==9.12.0",
+        "pyarrow==18.1.0",
+    ]
 
 
 def test_zip_is_reproducible(repo, tmp_path):
@@ -104,6 +123,10 @@ def moto_s3(monkeypatch):
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
+        # moto's backends live in this process: start the next test from an empty account.
+        import requests
+
+        requests.post(f"http://127.0.0.1:{port}/moto-api/reset", timeout=10)
         server.stop()
 
 
@@ -117,9 +140,10 @@ def test_upload_puts_every_object_where_the_dags_look(repo, tmp_path, moto_s3):
     dist = build(env, tmp_path / "dist", repo=repo)
     outputs = {"EmrApplicationId": "00abc", "EmrJobRoleArn": "arn:aws:iam::000000000000:role/x"}
 
-    upload(dist, bucket, outputs=outputs, endpoint_url=moto_s3, region=env.region)
+    versions = upload(dist, bucket, outputs=outputs, endpoint_url=moto_s3, region=env.region)
 
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert set(versions) == keys - {"athena-results/q.csv"}
     assert keys == expected_keys(repo) | {
         layout.DEPLOYMENT_KEY,
         layout.DAG_DEPLOYMENT_KEY,
@@ -155,3 +179,22 @@ def test_make_package_builds_dist(tmp_path):
         layout.JOB_CONFIG_KEY,
         layout.DAG_CONFIG_KEY,
     } <= files
+
+
+def test_upload_does_not_write_unchanged_objects_again(repo, tmp_path, moto_s3):
+    """MWAA reinstalls requirements.txt for every new object version: same bytes, same one."""
+    env = load_env("dev")
+    s3 = boto3.client("s3", endpoint_url=moto_s3, region_name=env.region)
+    bucket = env.buckets.artifacts
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": env.region})
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    dist = build(env, tmp_path / "dist", repo=repo)
+    key = layout.MWAA_REQUIREMENTS_KEY
+
+    first = upload(dist, bucket, endpoint_url=moto_s3, region=env.region, only={key})
+    again = upload(dist, bucket, endpoint_url=moto_s3, region=env.region)
+    assert first[key] and again[key] == first[key]
+    (dist / key).write_text((dist / key).read_text() + "# changed\n")
+    changed = upload(dist, bucket, endpoint_url=moto_s3, region=env.region, only={key})
+    assert changed[key] != first[key]
+    assert len(s3.list_object_versions(Bucket=bucket, Prefix=key)["Versions"]) == 2

@@ -8,6 +8,8 @@ import re
 
 from infra import layout
 from infra.runtime import emr_release
+from infra.stack.logstore import LOG_STORE_ACTIONS
+from tests.infra.conftest import REQUIREMENTS_VERSION
 
 ACCOUNT_ID = re.compile(r"(?<!\d)\d{12}(?!\d)")
 
@@ -119,10 +121,58 @@ def test_emr_application(synth):
     }
     assert "EncryptionKeyArn" in s3mon
     props = app["RuntimeConfiguration"][0]["Properties"]
+    lib = "/usr/share/aws/delta/lib"
     assert props["spark.jars"] == (
-        "/usr/share/aws/delta/lib/delta-spark.jar,/usr/share/aws/delta/lib/delta-storage.jar"
+        f"{lib}/delta-spark.jar,{lib}/delta-storage.jar,{lib}/delta-storage-s3-dynamodb.jar"
     )
+    assert props["spark.submit.pyFiles"] == f"{lib}/delta-spark.jar"  # the Python `delta` module
     assert props["spark.sql.extensions"] == "io.delta.sql.DeltaSparkSessionExtension"
+    assert props["spark.delta.logStore.s3.impl"] == "io.delta.storage.S3DynamoDBLogStore"
+    assert props["spark.io.delta.storage.S3DynamoDBLogStore.ddb.tableName"] == (
+        f"cdclake-{synth.env.name}-delta-log"
+    )
+    assert props["spark.io.delta.storage.S3DynamoDBLogStore.ddb.region"] == synth.env.region
+
+
+def test_spark_submit_parameters_carry_package_delta_python_and_log_store(synth):
+    params = synth.template["Outputs"]["SparkSubmitParameters"]["Value"]
+    zip_uri = f"s3://{synth.env.buckets.artifacts}/{layout.JOB_PACKAGE_KEY}"
+    assert params.startswith(f"--py-files {zip_uri},/usr/share/aws/delta/lib/delta-spark.jar ")
+    confs = dict(c.split("=", 1) for c in params.split(" --conf ")[1:])
+    app = synth.one("AWS::EMRServerless::Application")["RuntimeConfiguration"][0]["Properties"]
+    # Every job run carries the application's Delta, catalog and log store settings itself.
+    assert confs == {k: v for k, v in app.items() if k != "spark.submit.pyFiles"}
+    assert synth.template["Outputs"]["DeltaLogTable"]["Value"] == {
+        "Ref": next(iter(synth.resources("AWS::DynamoDB::Table")))
+    }
+
+
+def test_delta_log_store_table(synth):
+    table = synth.one("AWS::DynamoDB::Table")
+    assert table["TableName"] == f"cdclake-{synth.env.name}-delta-log"
+    assert table["KeySchema"] == [
+        {"AttributeName": "tablePath", "KeyType": "HASH"},
+        {"AttributeName": "fileName", "KeyType": "RANGE"},
+    ]
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expireTime", "Enabled": True}
+    assert table["SSESpecification"]["SSEType"] == "KMS"
+    assert "Fn::GetAtt" in table["SSESpecification"]["KMSMasterKeyId"]
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    # Only the EMR job role may use it, and only with the log store's calls.
+    (table_id,) = synth.resources("AWS::DynamoDB::Table")
+    users = [
+        (rid, st)
+        for rid, st in iam_statements(synth)
+        if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))
+        and st.get("Sid") != "CeilingForPipelineRoles"
+    ]
+    assert [rid for rid, _ in users] == [
+        next(k for k in synth.resources("AWS::IAM::Role") if k.startswith("EmrJobRole"))
+    ]
+    (st,) = [st for _, st in users]
+    assert sorted(as_list(st["Action"])) == sorted(LOG_STORE_ACTIONS)
+    assert as_list(st["Resource"]) == [{"Fn::GetAtt": [table_id, "Arn"]}]
 
 
 def test_glue_database_and_athena_workgroup(synth):
@@ -141,6 +191,36 @@ def test_mwaa_is_private_with_logging_when_enabled(synth):
         assert p["WebserverAccessMode"] == "PRIVATE_ONLY"
         assert all(v["Enabled"] for v in p["LoggingConfiguration"].values())
         assert p["DagS3Path"] == layout.DAGS_PREFIX
+        assert p["AirflowVersion"] == "3.0.6"
+        # The packaged requirements.txt, at the version `make deploy` uploaded.
+        assert p["RequirementsS3Path"] == layout.MWAA_REQUIREMENTS_KEY
+        assert p["RequirementsS3ObjectVersion"] == REQUIREMENTS_VERSION
+
+
+def test_mwaa_role_may_notify_the_alarm_topic(synth):
+    (topic_id,) = synth.resources("AWS::SNS::Topic")
+    (st,) = [st for _, st in iam_statements(synth) if st.get("Sid") == "NotifyFailedTasks"]
+    assert st["Action"] == "sns:Publish" and st["Resource"] == {"Ref": topic_id}
+
+
+def test_mwaa_scheduler_heartbeat_alarm(synth):
+    alarms = [
+        a["Properties"]
+        for a in synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Namespace") == "AmazonMWAA"
+    ]
+    if not synth.env.mwaa.enabled:
+        assert alarms == []
+        return
+    (a,) = alarms
+    assert a["MetricName"] == "SchedulerHeartbeat"
+    assert sorted(a["Dimensions"], key=lambda d: d["Name"]) == [
+        {"Name": "Environment", "Value": f"cdclake-{synth.env.name}-airflow"},
+        {"Name": "Function", "Value": "Scheduler"},
+    ]
+    assert (a["Statistic"], a["Period"], a["Threshold"]) == ("Average", 300, 0)
+    assert a["ComparisonOperator"] == "LessThanOrEqualToThreshold"
+    assert a["TreatMissingData"] == "breaching"
 
 
 # --- storage ---------------------------------------------------------------------------
