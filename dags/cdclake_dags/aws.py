@@ -5,6 +5,7 @@ Airflow AWS connection; nothing account-specific is written here. Implements
 
 from __future__ import annotations
 
+import copy
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from airflow.exceptions import AirflowFailException
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.providers.amazon.aws.hooks.emr import EmrServerlessHook
+from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 from airflow.providers.amazon.aws.operators.athena import AthenaOperator
 from airflow.providers.amazon.aws.operators.dms import (
     DmsDescribeTasksOperator,
@@ -26,6 +28,50 @@ from cdclake_dags.settings import DagSettings
 
 log = logging.getLogger(__name__)
 EMR_POLL_SECONDS = 60
+
+# What a failed task publishes to the alarm topic (templated with the task's context).
+FAILURE_SUBJECT = "cdclake: {{ dag.dag_id }}.{{ ti.task_id }} failed"
+FAILURE_MESSAGE = """\
+cdclake task failed (after its retries).
+DAG: {{ dag.dag_id }}
+Task: {{ ti.task_id }}
+Run: {{ run_id }}
+Try: {{ ti.try_number }}
+Log: {{ log_link }}
+Error: {{ exception | default('see the task log') }}
+"""
+
+
+class TaskFailureNotifier(SnsNotifier):
+    """The amazon provider's SNS notifier; its templates also see ``log_link``, the failed
+    try's log in the Airflow UI (Airflow's ``ti.log_url``, built the same way where the task
+    runner did not set it, as under ``dag.test()``).
+
+    One instance serves every task of a DAG (``default_args``): each notification renders a
+    copy, since rendering replaces the templates with their values.
+    """
+
+    def __call__(self, *args: Any) -> None:
+        if len(args) == 1 and isinstance(args[0], dict) and "ti" in args[0]:
+            from airflow.sdk.execution_time.task_runner import get_log_url_from_ti
+
+            ti = args[0]["ti"]
+            args[0]["log_link"] = getattr(ti, "log_url", None) or get_log_url_from_ti(ti)
+        copy.copy(self).notify_once(*args)
+
+    def notify_once(self, *args: Any) -> None:
+        SnsNotifier.__call__(self, *args)
+
+
+def failure_notifier(s: DagSettings) -> SnsNotifier:
+    """The notifier every task's ``on_failure_callback`` runs: the alarm topic (stack output
+    ``AlarmTopicArn``) gets DAG, task, run, try, log link and error."""
+    return TaskFailureNotifier(
+        aws_conn_id=s.aws_conn_id,
+        target_arn=s.need("AlarmTopicArn"),
+        subject=FAILURE_SUBJECT,
+        message=FAILURE_MESSAGE,
+    )
 
 
 class DmsReplicatingCheckOperator(DmsDescribeTasksOperator):
@@ -103,6 +149,8 @@ def emr_job(
                 "s3MonitoringConfiguration": {"logUri": s.need("EmrLogUri")}
             }
         },
+        # EMR stops the job run before this task stops waiting for it (see DagSettings).
+        config={"executionTimeoutMinutes": s.job_run_timeout_minutes},
         aws_conn_id=s.aws_conn_id,
         deferrable=s.deferrable,
         waiter_delay=EMR_POLL_SECONDS,

@@ -6,6 +6,10 @@ Task graph (same ids on both targets; each DAG's ``chain(...)`` below)::
     hourly:      check_source >> wait_for_hour >> plan >> merge >> register_catalog >> validate
     full load:   plan >> start_source >> wait_full_load >> merge >> register_catalog >> validate
     maintenance: plan >> maintain >> register_catalog
+
+Every task that writes lake tables (``merge``, ``maintain``) runs in the one pool
+:data:`cdclake_dags.pools.WRITERS_POOL` (one slot, shared by the three DAGs and by backfills);
+on the ``aws`` target every task failure is published to the stack's SNS topic.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from airflow.sdk import DAG, Param, XComArg, chain, task
 from airflow.timetables.interval import CronDataIntervalTimetable
 
 from cdclake_dags import plan
+from cdclake_dags.pools import WRITER_TASKS, WRITERS_POOL
 from cdclake_dags.settings import DagSettings
 from cdclake_dags.target import Target, target_for
 
@@ -29,13 +34,27 @@ MAX_RETRY_DELAY = timedelta(hours=1)
 
 
 def default_args(s: DagSettings) -> dict[str, Any]:
-    return {
+    args: dict[str, Any] = {
         "owner": "data-platform",
         "retries": s.retries,
         "retry_delay": s.retry_delay,
         "retry_exponential_backoff": True,
         "max_retry_delay": MAX_RETRY_DELAY,
     }
+    if s.target == "aws":
+        from cdclake_dags.aws import failure_notifier
+
+        # After the last retry: DAG, task, run, try, log link and error to the alarm topic.
+        args["on_failure_callback"] = [failure_notifier(s)]
+    return args
+
+
+def use_writers_pool(dag: DAG) -> DAG:
+    """Put every task that writes lake tables into the one writers' pool."""
+    for task_id in WRITER_TASKS:
+        if task_id in dag.task_dict:
+            dag.task_dict[task_id].pool = WRITERS_POOL
+    return dag
 
 
 def _tables_param(s: DagSettings) -> Param:
@@ -81,7 +100,7 @@ def build_hourly_dag(s: DagSettings, dag_id: str = HOURLY_DAG_ID) -> DAG:
             t.register_catalog(s, planned),
             t.validate(s),
         )
-    return dag
+    return use_writers_pool(dag)
 
 
 def build_full_load_dag(s: DagSettings, dag_id: str = FULL_LOAD_DAG_ID) -> DAG:
@@ -115,7 +134,7 @@ def build_full_load_dag(s: DagSettings, dag_id: str = FULL_LOAD_DAG_ID) -> DAG:
             t.register_catalog(s, planned),
             t.validate(s),
         )
-    return dag
+    return use_writers_pool(dag)
 
 
 def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> DAG:
@@ -139,7 +158,7 @@ def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> D
             t.maintain(s, planned),
             t.register_catalog(s, planned),
         )
-    return dag
+    return use_writers_pool(dag)
 
 
 # ---- tasks shared by both targets -----------------------------------------------------------

@@ -15,7 +15,9 @@ grace_minutes       wait this long after the hour closes before merging it (defa
 start_date          first data interval of the hourly DAG (default 2026-11-01T00:00:00+00:00)
 retries             task retries (default 3), with exponential backoff from
 retry_delay_minutes (default 5) up to 60 minutes
-emr_timeout_minutes longest a job run may take before the task fails (default 120)
+emr_timeout_minutes longest the task waits for its job run (default 120, at least 15); the
+                    job run itself gets ``executionTimeoutMinutes`` 10 minutes shorter, so
+                    EMR stops it before the task gives up (no writer outlives its task)
 deferrable          run the EMR wait in the triggerer (default true)
 full_load_timeout_hours  longest the full load may take (default 12)
 spark_submit        local: the spark-submit to use (default: the one beside this Python)
@@ -58,7 +60,13 @@ DEPLOYMENT_KEYS = (
     "DmsTaskArn",
     "AthenaWorkGroup",
     "GlueDatabase",
+    "AlarmTopicArn",
 )
+# StartJobRun's executionTimeoutMinutes is the task's wait minus this margin: EMR cancels a job
+# run before Airflow stops waiting for it (emr-7.11+: at most 7 days, never 0).
+EMR_TIMEOUT_MARGIN = timedelta(minutes=10)
+MIN_EMR_TIMEOUT = timedelta(minutes=15)
+MAX_JOB_RUN_TIMEOUT = timedelta(days=7)
 
 
 class SettingsError(ValueError):
@@ -97,6 +105,12 @@ class DagSettings:
     def summary_path(self, dag_id: str, run_id: str, task_id: str) -> Path:
         """Local target: where a job task writes its ``--summary-json`` (and log beside it)."""
         return self.local_runs_dir / _safe(dag_id) / f"{_safe(run_id)}.{task_id}.json"
+
+    @property
+    def job_run_timeout_minutes(self) -> int:
+        """``executionTimeoutMinutes`` of every StartJobRun: shorter than the task's wait, so
+        a job whose task timed out does not keep writing beside the next run."""
+        return int((self.emr_timeout - EMR_TIMEOUT_MARGIN).total_seconds() // 60)
 
     def need(self, key: str) -> str:
         """A deployment output (aws target), with a message saying where it comes from."""
@@ -172,7 +186,14 @@ def load_settings(get: Any = _airflow_get) -> DagSettings:
     if (v := get("retry_delay_minutes")) is not None:
         kwargs["retry_delay"] = timedelta(minutes=_number("retry_delay_minutes", v, 0))
     if (v := get("emr_timeout_minutes")) is not None:
-        kwargs["emr_timeout"] = timedelta(minutes=_number("emr_timeout_minutes", v, 1))
+        minimum = MIN_EMR_TIMEOUT.total_seconds() / 60
+        kwargs["emr_timeout"] = timedelta(minutes=_number("emr_timeout_minutes", v, minimum))
+        if kwargs["emr_timeout"] - EMR_TIMEOUT_MARGIN > MAX_JOB_RUN_TIMEOUT:
+            raise SettingsError(
+                f"[{SECTION}] emr_timeout_minutes: at most "
+                f"{int((MAX_JOB_RUN_TIMEOUT + EMR_TIMEOUT_MARGIN).total_seconds() // 60)} "
+                "(EMR Serverless job runs last at most 7 days)"
+            )
     if (v := get("deferrable")) is not None:
         kwargs["deferrable"] = _bool("deferrable", v)
     if (v := get("full_load_timeout_hours")) is not None:

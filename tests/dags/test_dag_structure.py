@@ -19,6 +19,7 @@ DEPLOYMENT = {
     "DmsTaskArn": "arn:aws:dms:eu-west-1:123456789012:task:EXAMPLE",
     "AthenaWorkGroup": "cdclake-dev",
     "GlueDatabase": "cdc_lake",
+    "AlarmTopicArn": "arn:aws:sns:eu-west-1:123456789012:cdclake-dev-alarms",
 }
 TABLES = ["travel_details", "ticket_sales"]
 EDGES = {
@@ -124,6 +125,72 @@ def test_hourly_tasks_per_target(monkeypatch, tmp_path):
         "wait_for_hour",
     ]
     assert sorted(aws.params.keys()) == ["reprocess", "tables"]
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_every_table_writer_runs_in_the_one_writers_pool(monkeypatch, tmp_path, target):
+    """merge and maintain, in all three DAGs, share one pool; backfill runs are task
+    instances of the same tasks, so they queue for the same slot."""
+    from cdclake_dags.pools import WRITERS_POOL
+
+    bag = load_dagbag(monkeypatch, tmp_path, target)
+    writers = {
+        (dag_id, t.task_id): t.pool
+        for dag_id, dag in bag.dags.items()
+        for t in dag.tasks
+        if t.task_id in ("merge", "maintain")
+    }
+    assert writers == {
+        ("cdclake_hourly", "merge"): WRITERS_POOL,
+        ("cdclake_full_load", "merge"): WRITERS_POOL,
+        ("cdclake_maintenance", "maintain"): WRITERS_POOL,
+    }
+    others = {
+        t.pool
+        for dag in bag.dags.values()
+        for t in dag.tasks
+        if t.task_id not in ("merge", "maintain")
+    }
+    assert others == {"default_pool"}
+
+
+def test_pool_holds_its_slot_while_the_emr_wait_is_deferred():
+    from cdclake_dags.pools import INCLUDE_DEFERRED, WRITERS_POOL_SLOTS
+
+    assert (WRITERS_POOL_SLOTS, INCLUDE_DEFERRED) == (1, True)
+
+
+def test_the_project_creates_its_pool(airflow_db):
+    """Locally after `airflow db migrate` (MWAA: infra/deploy.py), idempotently."""
+    from airflow.models.pool import Pool
+
+    from cdclake_dags.pools import WRITERS_POOL, ensure_local_pool
+
+    ensure_local_pool()
+    ensure_local_pool()
+    pool = Pool.get_pool(WRITERS_POOL)
+    assert (pool.slots, pool.include_deferred) == (1, True)
+
+
+def test_aws_tasks_notify_the_alarm_topic_on_failure(monkeypatch, tmp_path):
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
+
+    bag = load_dagbag(monkeypatch, tmp_path, "aws")
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            (notifier,) = task.on_failure_callback
+            assert isinstance(notifier, SnsNotifier), (dag.dag_id, task.task_id)
+            assert notifier.target_arn == DEPLOYMENT["AlarmTopicArn"]
+    local = load_dagbag(monkeypatch, tmp_path, "local")
+    assert all(not t.on_failure_callback for d in local.dags.values() for t in d.tasks)
+
+
+def test_job_runs_stop_before_their_task_gives_up(monkeypatch, tmp_path):
+    dag = load_dagbag(monkeypatch, tmp_path, "aws").dags["cdclake_maintenance"]
+    op = dag.get_task("maintain")
+    waited_minutes = op.waiter_max_attempts * op.waiter_delay / 60
+    assert op.config == {"executionTimeoutMinutes": 110}
+    assert op.config["executionTimeoutMinutes"] < waited_minutes == 120
 
 
 def test_no_network_at_parse_time(monkeypatch, tmp_path):

@@ -214,8 +214,19 @@ def test_aws_settings_need_the_deployment_outputs(tmp_path):
         ("pipeline_config", "s3://b/conf.yaml", "local file"),
         ("demo_options", "[1]", "demo_options"),
         ("local_source", "kafka", "local_source"),
+        ("emr_timeout_minutes", "10", "emr_timeout_minutes: must be >= 15"),
+        ("emr_timeout_minutes", "20000", "at most 10090"),
     ],
 )
 def test_bad_settings_are_named(key, value, message):
     with pytest.raises(SettingsError, match=message):
         settings_from({key: value})
+
+
+@pytest.mark.parametrize(("waited", "job_run"), [(None, 110), ("15", 5), ("10090", 10080)])
+def test_job_runs_end_before_their_task_stops_waiting(waited, job_run):
+    """StartJobRun's executionTimeoutMinutes is 10 minutes shorter than the task's wait (EMR
+    stops a job run before Airflow gives up on it); EMR takes 5 minutes to 7 days."""
+    s = settings_from({"emr_timeout_minutes": waited} if waited else {})
+    assert s.job_run_timeout_minutes == job_run
+    assert s.job_run_timeout_minutes < s.emr_timeout.total_seconds() / 60
