@@ -172,7 +172,8 @@ def housekeep_bookkeeping(
     out = {"bookkeeping_files_compacted": 0, "bookkeeping_files_vacuumed": 0}
     if dry_run:
         return out
-    for kind in ("ledger", "lease", "tombstones", "quarantine"):
+    # The lease is left alone: its own appends compact it (and this run holds it).
+    for kind in ("ledger", "tombstones", "quarantine"):
         path = cfg.state_location(table, kind)
         if not DeltaTable.isDeltaTable(spark, path):
             continue
