@@ -95,23 +95,32 @@ def quick_plan() -> Plan:
     )
 
 
-def write_config(path: Path, raw: Path, curated: Path) -> Path:
-    """The pipeline config of one benchmark lake (one table, partitioned by day)."""
+def write_config(
+    path: Path,
+    raw: Path,
+    curated: Path,
+    tables: list[str] | None = None,
+    merge: dict | None = None,
+) -> Path:
+    """The pipeline config of a benchmark lake (tables partitioned by day; default: one)."""
     import yaml
 
-    doc = {
+    doc: dict = {
         "raw_root": str(raw),
         "curated_root": str(curated),
         "dms": {"timestamp_column": "dms_commit_ts", "change_sequence_column": "dms_change_seq"},
         "tables": [
             {
                 "schema": SCHEMA_NAME,
-                "name": TABLE_NAME,
+                "name": name,
                 "primary_key": ["id"],
                 "partition_by": ["event_date"],
             }
+            for name in tables or [TABLE_NAME]
         ],
     }
+    if merge:
+        doc["merge"] = merge
     path.write_text(yaml.safe_dump(doc))
     return path
 

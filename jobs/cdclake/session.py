@@ -44,7 +44,8 @@ TABLE_DEFAULTS = {
 # reader is tested past a checkpoint at exactly this interval.
 CHECKPOINT_INTERVAL = 10
 LAKE_TABLE_PROPERTIES = {
-    "delta.compatibility.symlinkFormatManifest.enabled": "true",
+    # Off: the job writes the manifests itself after each commit (cdclake.lake.manifest).
+    "delta.compatibility.symlinkFormatManifest.enabled": "false",
     "delta.enableDeletionVectors": "false",
     "delta.checkpointInterval": str(CHECKPOINT_INTERVAL),
 }
@@ -96,6 +97,8 @@ COMMON_CONF = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     # DMS timestamps are UTC strings; never let the machine's zone leak into parsing.
     "spark.sql.session.timeZone": "UTC",
+    # Tables of one run are applied side by side, each in its own pool (cdclake.cli.merge).
+    "spark.scheduler.mode": "FAIR",
     # A file that cannot be read must fail the table's run, never be skipped.
     "spark.sql.files.ignoreCorruptFiles": "false",
     "spark.sql.files.ignoreMissingFiles": "false",

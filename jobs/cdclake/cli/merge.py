@@ -31,7 +31,7 @@ from cdclake.cli.scaffold import (
     usage_failure,
     write_summary,
 )
-from cdclake.core.config import ConfigError, load_config
+from cdclake.core.config import ConfigError, TableConfig, load_config
 from cdclake.core.hours import UTC, HourArgumentError, as_utc, parse_hour
 from cdclake.core.records import AuditRecord
 
@@ -92,7 +92,7 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         return usage_failure(PROG, exc)
 
     from cdclake.job.run import run_table, start_record
-    from cdclake.lake.bookkeeping import append_audit
+    from cdclake.lake.bookkeeping import append_audit, prepare_audit
     from cdclake.session import build_session
 
     spark = spark or build_session(args.profile, app_name=f"cdc_merge-{args.load}")
@@ -109,10 +109,21 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
             also_failed.append(f"<audit {rec.table}>")
         return rec
 
+    workers = table_workers(cfg.merge.table_concurrency, spark, len(tables))
+    prepare_audit(spark, cfg)
+
+    def run_one(table: TableConfig) -> AuditRecord:
+        # Tables run side by side in one application: each on its own session (its own
+        # runtime settings, e.g. commit metadata) and its own FAIR scheduler pool.
+        session = spark.newSession() if workers > 1 else spark
+        session.sparkContext.setLocalProperty("spark.scheduler.pool", table.qualified_name)
+        return audited(run_table(session, cfg, table, run_id, args.window))
+
     records = for_each_table(
         tables,
-        lambda t: audited(run_table(spark, cfg, t, run_id, args.window)),
+        run_one,
         lambda t, exc: audited(start_record(run_id, t, args.window).failed(exc)),
+        workers,
     )
     if args.metrics == "cloudwatch":
         try:
@@ -122,6 +133,12 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
             also_failed.append("<metrics>")
     write_summary(args.summary_json, records)
     return exit_status(f"run {run_id} {args.load}", records, also_failed)
+
+
+def table_workers(setting: int, spark: Any, tables: int) -> int:
+    """How many tables run at once: the setting, or (0) the application's task slots."""
+    slots = setting or max(1, int(spark.sparkContext.defaultParallelism))
+    return max(1, min(slots, tables))
 
 
 def backfill_overrides(args: argparse.Namespace, retention_days: int) -> tuple[str, ...]:

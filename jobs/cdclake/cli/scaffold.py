@@ -12,8 +12,10 @@ import argparse
 import json
 import logging
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, NoReturn, TypeVar
 
@@ -23,7 +25,7 @@ from cdclake.core.hours import UTC
 log = logging.getLogger("cdclake")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_TABLE_FAILED = EXIT_CHECK_FAILED = EXIT_FAILED
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(table_prefix)s%(message)s"
 R = TypeVar("R")
 
 
@@ -66,9 +68,10 @@ def setup_logging(argv: Sequence[str] | None, default: str = "INFO") -> None:
     args = list(argv if argv is not None else sys.argv[1:])
     if "--log-level" in args and args.index("--log-level") + 1 < len(args):
         level = args[args.index("--log-level") + 1]
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO), format=LOG_FORMAT, stream=sys.stderr
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.addFilter(_TablePrefix())
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
@@ -87,19 +90,42 @@ def for_each_table(
     tables: Iterable[TableConfig],
     run_one: Callable[[TableConfig], R],
     on_error: Callable[[TableConfig, Exception], R],
+    workers: int = 1,
 ) -> list[R]:
-    """Run every table; one table's failure does not stop the others (its record says why).
-    Each record is logged as a one-line JSON ``summary``."""
-    records = []
-    for table in tables:
+    """Run every table, ``workers`` at a time; one table's failure does not stop the others
+    (its record says why). While a table runs, its log lines are prefixed with its name; the
+    records' one-line JSON ``summary`` lines follow in config order once all are done."""
+
+    def one(table: TableConfig) -> R:
+        _current.table = table.qualified_name
         try:
-            rec = run_one(table)
+            return run_one(table)
         except Exception as exc:  # noqa: BLE001 - one table's failure must not stop the others
             log.exception("%s: run failed", table.qualified_name)
-            rec = on_error(table, exc)
-        records.append(rec)
+            return on_error(table, exc)
+        finally:
+            _current.table = None
+
+    tables = list(tables)
+    if workers > 1 and len(tables) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="table") as pool:
+            records = list(pool.map(one, tables))
+    else:
+        records = [one(t) for t in tables]
+    for rec in records:
         log.info("summary %s", summary_line(rec))
     return records
+
+
+# The table the current thread is running, for the log prefix.
+_current = threading.local()
+
+
+class _TablePrefix(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        table = getattr(_current, "table", None)
+        record.table_prefix = f"[{table}] " if table else ""
+        return True
 
 
 def summary_line(rec: Any) -> str:

@@ -127,6 +127,8 @@ class MergeConfig:
     # A catch-up after an outage applies the oldest files first, at most this many per run.
     max_files_per_run: int = 20000
     max_hours_per_run: int = 72
+    # Tables applied at once by one run (0: as many as the Spark application has task slots).
+    table_concurrency: int = 0
 
 
 # How a table's lake copy starts: from a DMS full load (the default), or from CDC alone (the
@@ -427,7 +429,7 @@ def _parse_merge(data: Mapping[str, Any] | None, where: str) -> MergeConfig:
     values = {}
     for f in fields(MergeConfig):
         value = r.get(f.name, int, default=getattr(d, f.name))
-        if value < 1:
+        if value < (0 if f.name == "table_concurrency" else 1):
             raise InvalidSettingError(f"{where}.{f.name}: must be at least 1, got {value}")
         values[f.name] = value
     return MergeConfig(**values)

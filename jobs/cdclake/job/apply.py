@@ -27,7 +27,7 @@ from cdclake.core.columns import BOOKKEEPING_COLUMNS, EFFECTIVE, OP, STALE, STAT
 from cdclake.core.sql import partition_predicate
 from cdclake.job.context import RunContext
 from cdclake.job.decide import BatchPlan
-from cdclake.lake import tables
+from cdclake.lake import manifest, tables
 from cdclake.lake.ledger import record_files, record_generation
 from cdclake.lake.order import newer_than_target
 from cdclake.lake.tables import Commit
@@ -78,7 +78,7 @@ def merge(ctx: RunContext, classified: DataFrame, plan: BatchPlan, exists: bool)
             .whenNotMatchedInsertAll(condition=~is_delete)
             .execute()
         )
-    return tables.last_commit(ctx.spark, ctx.path)
+    return committed(ctx)
 
 
 def overwrite(ctx: RunContext, rows: DataFrame, plan: BatchPlan, exists: bool) -> Commit:
@@ -98,7 +98,15 @@ def overwrite(ctx: RunContext, rows: DataFrame, plan: BatchPlan, exists: bool) -
             .partitionBy(*ctx.parts)
             .save(ctx.path)
         )
-    return tables.last_commit(ctx.spark, ctx.path)
+    return committed(ctx)
+
+
+def committed(ctx: RunContext) -> Commit:
+    """The commit just made, with the manifests of the partitions it touched brought up to
+    date (Spectrum reads them)."""
+    commit = tables.last_commit(ctx.spark, ctx.path)
+    manifest.update(ctx.spark, ctx.path, commit.actions)
+    return commit
 
 
 def generation(ctx: RunContext, plan: BatchPlan) -> None:

@@ -73,28 +73,34 @@ class Target:
 
     exists: bool
     ledger: Ledger
+    ledger_version: int  # the ledger's Delta version when it was read (-1: no ledger yet)
+
+    def ledger_changed(self, ctx: RunContext) -> bool:
+        """Whether another run recorded something since (cheap: Delta lists its log)."""
+        return tables.head_version(ctx.spark, ctx.state.ledger_path) != self.ledger_version
 
 
 def open_target(ctx: RunContext) -> Target:
     """Read the ledger and check the table: its properties, and what a run that died after
     its data commit left undone (a full load's generation, the manifest)."""
+    version = tables.head_version(ctx.spark, ctx.state.ledger_path)
     ledger = read_ledger(ctx.state, datetime.now(UTC))
     if not tables.exists(ctx.spark, ctx.path):
-        return Target(False, ledger)
+        return Target(False, ledger, version)
     tables.check_properties(ctx.spark, ctx.path, ctx.name)
-    head = tables.history_head(ctx.spark, ctx.path)
-    meta = commit_meta(head)
+    head = tables.last_commit(ctx.spark, ctx.path)
+    meta = commit_meta(head.info)
     run = meta.get("cdclake_run")
     if run and run not in ledger.finished_runs:
         ledger = recover_generation(ctx, ledger, meta)
-        tables.repair_manifest(ctx.spark, ctx.path, ctx.name, run, head["version"])
-    return Target(True, ledger)
+        tables.repair_manifest(ctx.spark, ctx.path, ctx.name, run, head.version)
+    return Target(True, ledger, version)
 
 
-def commit_meta(head: Any) -> dict[str, Any]:
+def commit_meta(info: dict[str, Any]) -> dict[str, Any]:
     """The run metadata a commit carries (see :func:`cdclake.lake.tables.commit_metadata`)."""
     try:
-        meta = json.loads(head["userMetadata"] or "{}")
+        meta = json.loads(info.get("userMetadata") or "{}")
     except ValueError:
         return {}
     return meta if isinstance(meta, dict) else {}

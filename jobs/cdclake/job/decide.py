@@ -243,7 +243,8 @@ def staged(spark: SparkSession, df: DataFrame, path: str) -> Iterator[DataFrame]
     """
     df.write.mode("overwrite").parquet(path)
     try:
-        yield spark.read.parquet(path)
+        # The schema is known: no Spark job to infer it from the files' footers.
+        yield spark.read.schema(df.schema).parquet(path)
     finally:
         remove_tree(spark, path)
         remove_if_empty(spark, path.rsplit("/", 1)[0])

@@ -74,7 +74,8 @@ def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
     if not choice.files:
         return finished(rec.but(status=NOOP, deferred_files=choice.deferred), clock)
     with writing(ctx):
-        choice = choose_files(ctx, target, window)  # what another run applied meanwhile
+        if target.ledger_changed(ctx):  # another run applied files meanwhile
+            choice = choose_files(ctx, target, window)
         with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, choice.files) as batch:
             clock.lap("read")
             upserts = any(batch.stats.records_by_op.get(op) for op in ("I", "U"))

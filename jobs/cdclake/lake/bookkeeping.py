@@ -112,7 +112,7 @@ class TableState:
     def __init__(self, spark: SparkSession, cfg: PipelineConfig, table: TableConfig) -> None:
         self.spark, self.table = spark, table
         self.ledger_path = cfg.state_location(table, "ledger")  # see cdclake.lake.ledger
-        self.lease_path = cfg.state_location(table, "lease")  # see cdclake.lake.lease
+        self.lease_path = cfg.state_location(table, "writer")  # see cdclake.lake.lease
         self.tombstone_path = cfg.state_location(table, "tombstones")
         self.quarantine_path = cfg.state_location(table, "quarantine")
         # Scratch files of running runs (see cdclake.job.decide.staged); not a Delta table.
@@ -188,6 +188,18 @@ class TableState:
             .whenNotMatchedInsertAll()
             .execute()
         )
+
+
+def prepare_audit(spark: SparkSession, cfg: PipelineConfig) -> None:
+    """Create the audit table, or add the record's newer columns to it, before the run's
+    tables append to it side by side (appends that change the schema would conflict)."""
+    path = cfg.audit_location
+    if DeltaTable.isDeltaTable(spark, path):
+        have = set(spark.read.format("delta").load(path).columns)
+        if set(AUDIT_SCHEMA.fieldNames()) <= have:
+            return
+    df = local_frame(spark, [], AUDIT_SCHEMA)
+    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
 
 
 def append_audit(spark: SparkSession, cfg: PipelineConfig, records: Sequence[AuditRecord]) -> None:

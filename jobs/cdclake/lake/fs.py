@@ -81,3 +81,62 @@ def remove_if_empty(spark: SparkSession, uri: str) -> None:
             fs.delete(path, False)
     except Exception:  # noqa: BLE001, S110 - not empty after all: leave it
         pass
+
+
+def read_text(spark: SparkSession, uri: str) -> str:
+    """A small file's text ("" when it does not exist)."""
+    fs, path = fs_and_path(spark, uri)
+    if not fs.exists(path):
+        return ""
+    jvm: Any = spark.sparkContext._jvm
+    stream = fs.open(path)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def write_text(spark: SparkSession, uri: str, text: str) -> None:
+    """Write a small file whole (replacing it)."""
+    fs, path = fs_and_path(spark, uri)
+    stream = fs.create(path, True)
+    try:
+        stream.write(bytearray(text.encode("utf-8")))
+    finally:
+        stream.close()
+
+
+# ---- Delta's LogStore: how Delta itself reads and atomically creates log entries ----------
+def _log_store(spark: SparkSession) -> tuple[Any, Any, Any]:
+    jvm: Any = spark.sparkContext._jvm
+    store = jvm.org.apache.spark.sql.delta.storage.LogStore.apply(spark._jsparkSession)
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    return jvm, store, conf
+
+
+def log_read(spark: SparkSession, uri: str) -> list[str]:
+    """The lines of a log entry, read as Delta reads its commits."""
+    jvm, store, conf = _log_store(spark)
+    lines = store.read(jvm.org.apache.hadoop.fs.Path(uri), conf)
+    return [
+        str(x) for x in jvm.scala.collection.JavaConverters.seqAsJavaListConverter(lines).asJava()
+    ]
+
+
+def log_create(spark: SparkSession, uri: str, lines: list[str]) -> bool:
+    """Create a log entry if it does not exist yet, atomically (Delta's put-if-absent: the
+    primitive its commits rely on); False when it exists already."""
+    jvm, store, conf = _log_store(spark)
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    path.getFileSystem(conf).mkdirs(path.getParent())
+    items = jvm.java.util.ArrayList()
+    for line in lines:
+        items.add(line)
+    it = jvm.scala.collection.JavaConverters.asScalaIteratorConverter(items.iterator()).asScala()
+    try:
+        store.write(path, it, False, conf)
+    except Exception as exc:
+        if "FileAlreadyExists" in f"{exc} {getattr(exc, 'java_exception', '')}":
+            return False
+        raise
+    return True

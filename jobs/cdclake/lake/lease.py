@@ -1,40 +1,33 @@
 """One writer per table: a run that is going to write a table first claims its lease, and
 releases it when it ends. A claim of a run that died expires after ``merge.lease_minutes``.
 
-The lease is a tiny Delta table beside the ledger. A claim is an append tagged with Delta's
-idempotent-write transaction id (``txnAppId`` = ``cdclake-lease``, ``txnVersion`` = the next
-sequence number): of two runs claiming at once, Delta lets exactly one commit that version
-(the other fails with a concurrent-transaction conflict, or its write is skipped), so the
-claim is an atomic compare-and-set wherever Delta's commits are atomic (local files, S3 with
-the DynamoDB log store). A run that finds the table held fails that table with
+The lease is a log of numbered entries (``<state>/writer/_delta_log/<n>.json``) written
+through Delta's own LogStore with put-if-absent, the primitive Delta's commits rely on: of
+two runs claiming entry ``n`` at once, exactly one write succeeds (atomic wherever Delta's
+commits are: local files, HDFS, S3 with the DynamoDB log store). Reading and claiming need no
+Spark job and no Delta commit. A run that finds the table held fails that table with
 :class:`TableBusyError` before it writes anything.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from pyspark.sql import functions as F
-from pyspark.sql import types as T
-
-from cdclake.lake.bookkeeping import TableState, local_frame, read_delta
-from cdclake.lake.fs import remove_older
+from cdclake.lake.bookkeeping import TableState
+from cdclake.lake.fs import list_level, log_create, log_read, remove_older, remove_tree
 
 log = logging.getLogger(__name__)
-LEASE_SCHEMA = T.StructType(
-    [
-        T.StructField("attempt", T.StringType(), False),
-        T.StructField("kind", T.StringType(), False),  # claim | release
-        T.StructField("seq", T.LongType(), False),
-        T.StructField("at", T.TimestampType(), False),
-    ]
-)
 CLAIM, RELEASE = "claim", "release"
-APP_ID = "cdclake-lease"
+ENTRY = re.compile(r"^(\d{20})\.json$")
+LOOK_BACK = 8  # entries read to find the holder (a claim is followed by its release)
+KEEP = 32  # older entries are deleted once a claim succeeds
 # Delta's optimistic-concurrency failures: another writer committed to what this one read.
 CONFLICTS = (
     "ConcurrentAppendException",
@@ -76,54 +69,80 @@ def busy(name: str, why: str, minutes: int) -> TableBusyError:
     )
 
 
+class _Log:
+    """The lease's numbered entries."""
+
+    def __init__(self, state: TableState) -> None:
+        self.spark = state.spark
+        self.dir = f"{state.lease_path}/_delta_log"
+
+    def versions(self) -> list[int]:
+        listed = list_level(self.spark, self.dir) or []
+        return sorted(int(m.group(1)) for n, *_ in listed if (m := ENTRY.match(n)))
+
+    def uri(self, version: int) -> str:
+        return f"{self.dir}/{version:020d}.json"
+
+    def read(self, version: int) -> dict[str, Any]:
+        return json.loads(log_read(self.spark, self.uri(version))[0])
+
+    def write(self, version: int, entry: dict[str, Any]) -> bool:
+        """Put-if-absent; False when entry ``version`` exists already."""
+        return log_create(self.spark, self.uri(version), [json.dumps(entry)])
+
+    def trim(self, below: int) -> None:
+        for v in self.versions():
+            if v < below:
+                remove_tree(self.spark, self.uri(v))
+
+
 def holders(state: TableState, now: datetime, minutes: int) -> tuple[list[Claim], int]:
-    """Live claims (not released, younger than the lease) and the highest sequence so far."""
-    df = read_delta(state.spark, state.lease_path, LEASE_SCHEMA)
-    state.count_files(state.lease_path, df)
-    recent = F.col("at") >= F.lit(now - timedelta(minutes=minutes))
-    row = df.agg(
-        F.max("seq").alias("top"),
-        F.collect_list(F.when(recent, F.struct("attempt", "kind", "seq", "at"))).alias("recent"),
-    ).first()
-    rows = row["recent"] if row is not None else []
-    released = {r["attempt"] for r in rows if r["kind"] == RELEASE}
-    live = [Claim(r["attempt"], r["seq"], r["at"]) for r in rows if r["kind"] == CLAIM]
-    live = [c for c in live if c.attempt not in released]
-    top = row["top"] if row is not None and row["top"] is not None else 0
-    return sorted(live, key=lambda c: c.seq), int(top)
+    """Live claims (not released, younger than the lease) and the newest entry number."""
+    lease_log = _Log(state)
+    versions = lease_log.versions()
+    released, live = set(), []
+    for v in reversed(versions[-LOOK_BACK:]):
+        try:
+            entry = lease_log.read(v)
+        except Exception:  # noqa: BLE001 - trimmed meanwhile by a newer claim: older still
+            break
+        if entry["kind"] == RELEASE:
+            released.add(entry["attempt"])
+        elif entry["attempt"] not in released:
+            at = datetime.fromisoformat(entry["at"])
+            if at >= now - timedelta(minutes=minutes):
+                live.append(Claim(entry["attempt"], v, at))
+    return live, versions[-1] if versions else 0
 
 
 def acquire(state: TableState, attempt: str, minutes: int, name: str) -> int:
-    """Claim the table for ``attempt``; returns the claim's sequence number. Raises
+    """Claim the table for ``attempt``; returns the claim's entry number. Raises
     :class:`TableBusyError` when another live run holds it or claims it at the same time."""
     now = datetime.now().astimezone()
     live, top = holders(state, now, minutes)
-    if live:
-        c = live[0]
+    others = [c for c in live if c.attempt != attempt]
+    if others:
+        c = others[0]
         raise busy(name, f"run attempt {c.attempt} since {c.at:%Y-%m-%d %H:%M:%S}", minutes)
-    seq = top + 1
-    claim = local_frame(state.spark, [(attempt, CLAIM, seq, now)], LEASE_SCHEMA)
-    try:
-        (
-            claim.write.format("delta")
-            .mode("append")
-            .option("txnAppId", APP_ID)
-            .option("txnVersion", seq)
-            .save(state.lease_path)
-        )
-    except Exception as exc:
-        if is_conflict(exc):
-            raise busy(name, "it claimed the table at the same moment", minutes) from exc
-        raise
-    live, _ = holders(state, now, minutes)
-    # Delta skips a write whose txnVersion is not above the table's: a concurrent claim won.
-    if not live or live[0].attempt != attempt:
-        if any(c.attempt == attempt for c in live):
-            release(state, attempt, seq)
+    lease_log = _Log(state)
+    entry = {"attempt": attempt, "kind": CLAIM, "at": now.isoformat()}
+    if not lease_log.write(top + 1, entry):
         raise busy(name, "it claimed the table at the same moment", minutes)
+    lease_log.trim(top + 1 - KEEP)
     cutoff = now - timedelta(minutes=minutes)
     remove_older(state.spark, state.staging_path, int(cutoff.timestamp() * 1000))
-    return seq
+    return top + 1
+
+
+def release(state: TableState, attempt: str, seq: int) -> None:
+    """End ``attempt``'s claim (also after a failure, so a rerun need not wait)."""
+    lease_log = _Log(state)
+    entry = {"attempt": attempt, "kind": RELEASE, "at": datetime.now().astimezone().isoformat()}
+    for _ in range(3):  # another run may append at the same moment (after our claim expired)
+        top = max(lease_log.versions(), default=seq)
+        if lease_log.write(top + 1, entry):
+            return
+    log.warning("%s: could not release its lease; it expires by itself", attempt)
 
 
 @contextmanager
@@ -137,9 +156,3 @@ def held(state: TableState, attempt: str, minutes: int, name: str) -> Iterator[N
             release(state, attempt, seq)
         except Exception:  # noqa: BLE001 - the claim then expires; the run's outcome stands
             log.exception("%s: could not release the lease (it expires by itself)", name)
-
-
-def release(state: TableState, attempt: str, seq: int) -> None:
-    """End ``attempt``'s claim (also after a failure, so a rerun need not wait)."""
-    row = (attempt, RELEASE, seq, datetime.now().astimezone())
-    state.append_rows(state.lease_path, local_frame(state.spark, [row], LEASE_SCHEMA))

@@ -45,6 +45,7 @@ from cdclake.core.columns import COMMIT_TS
 from cdclake.core.config import MaintenanceConfig, PipelineConfig, TableConfig
 from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
+from cdclake.lake import manifest
 from cdclake.lake.bookkeeping import TableState
 from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
 from cdclake.lake.lease import held
@@ -168,7 +169,7 @@ def maintain_data(
         # After both: OPTIMIZE replaced files, and a manifest must never name a file that
         # VACUUM may remove. Generation rewrites it from the snapshot, so it also repairs a
         # manifest a crashed writer left stale.
-        DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
+        manifest.regenerate(spark, path)
         done["manifest_regenerated"] = True
         clock.lap("manifest")
     return done

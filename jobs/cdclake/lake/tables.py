@@ -7,13 +7,15 @@ import json
 import logging
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from delta.tables import DeltaTable
-from pyspark.sql import Row, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
+from cdclake.lake import manifest
+from cdclake.lake.fs import log_read
 from cdclake.session import LAKE_TABLE_PROPERTIES, setting
 
 log = logging.getLogger(__name__)
@@ -27,10 +29,13 @@ class LakeTableError(RuntimeError):
 
 @dataclass(frozen=True)
 class Commit:
-    """A data commit: its version and Delta's operation metrics (as strings)."""
+    """A data commit: its version, Delta's operation metrics (as strings), its commitInfo and
+    all its actions (what it added and removed)."""
 
     version: int
     metrics: dict[str, Any]
+    info: dict[str, Any] = field(default_factory=dict)
+    actions: list[dict[str, Any]] = field(default_factory=list)
 
     def metric(self, name: str) -> int:
         return int(self.metrics.get(name, 0))
@@ -65,11 +70,13 @@ def check_properties(spark: SparkSession, path: str, name: str) -> None:
             f"{name}: {' and '.join(problems)} on {path}; "
             "Redshift Spectrum's symlink manifest needs both off"
         )
-    if props.get(MANIFEST_PROPERTY, "false") != "true":
-        # A table created by an older version or by hand: turn manifests on (and build
-        # them once, as Delta only maintains them from the next commit on).
-        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{MANIFEST_PROPERTY}' = 'true')")
-        DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
+    if props.get(MANIFEST_PROPERTY) != "false":
+        # The job keeps the manifests itself (cdclake.lake.manifest): Delta's own hook would
+        # rebuild them after every commit at a dozen Spark jobs a time. A table whose
+        # manifests Delta kept has them current; one created by hand gets them built once.
+        spark.sql(f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES ('{MANIFEST_PROPERTY}' = 'false')")
+        if props.get(MANIFEST_PROPERTY) != "true":
+            manifest.regenerate(spark, path)
 
 
 def repair_manifest(spark: SparkSession, path: str, name: str, run: str, version: int) -> None:
@@ -82,7 +89,7 @@ def repair_manifest(spark: SparkSession, path: str, name: str, run: str, version
         run,
         version,
     )
-    DeltaTable.forPath(spark, path).generate("symlink_format_manifest")
+    manifest.regenerate(spark, path)
 
 
 def commit_metadata(
@@ -93,13 +100,22 @@ def commit_metadata(
     return setting(spark, USER_METADATA, json.dumps(meta, default=str))
 
 
-def history_head(spark: SparkSession, path: str) -> Row:
-    row = DeltaTable.forPath(spark, path).history(1).first()
-    if row is None:  # a Delta table always has at least one commit
-        raise LakeTableError(f"{path}: Delta table has no history")
-    return row
+def head_version(spark: SparkSession, path: str) -> int:
+    """The table's newest version (Delta lists its log: no Spark job)."""
+    jvm: Any = spark.sparkContext._jvm
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    none = jvm.scala.Option.empty()
+    return int(log.update(False, none, none).version())
+
+
+def commit(spark: SparkSession, path: str, version: int) -> Commit:
+    """A commit read from its log entry: version, Delta's operation metrics, actions."""
+    lines = log_read(spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.json")
+    actions = [json.loads(line) for line in lines if line.strip()]
+    info: dict[str, Any] = next((a["commitInfo"] for a in actions if "commitInfo" in a), {})
+    return Commit(version, dict(info.get("operationMetrics") or {}), info, actions)
 
 
 def last_commit(spark: SparkSession, path: str) -> Commit:
-    row = history_head(spark, path)
-    return Commit(int(row["version"]), dict(row["operationMetrics"] or {}))
+    """The newest commit (ours, right after we made it: the lease keeps others out)."""
+    return commit(spark, path, head_version(spark, path))
