@@ -306,7 +306,8 @@ def validate(s: DagSettings) -> Any:
 
     with TaskGroup("validate") as group:
         for t in s.pipeline.tables:
-            queries = validation_queries(s.pipeline, t, "athena", as_of="{{ data_interval_end }}")
+            # Freshness at the run's own time (the plan's check time), not Athena's clock.
+            queries = validation_queries(s.pipeline, t, "athena", as_of=plan.CHECK_TIME_TEMPLATE)
             for name, sql in queries.items():
                 AthenaCheckOperator(
                     task_id=f"{t.name}__{name}",

@@ -7,6 +7,10 @@ Task graph (same ids on both targets; each DAG's ``chain(...)`` below)::
     full load:   plan >> start_source >> wait_full_load >> merge >> register_catalog >> validate
     maintenance: plan >> maintain >> register_catalog
 
+The ``validate`` checks judge freshness at the run's own time, which ``plan`` pushes as the XCom
+``as_of`` (:func:`cdclake_dags.plan.check_time`: the data interval's end; for a full load
+triggered without a logical date, when it was triggered).
+
 Every task that writes lake tables (``merge``, ``maintain``) runs in the one pool
 :data:`cdclake_dags.pools.WRITERS_POOL` (one slot, shared by the three DAGs and by backfills);
 on the ``aws`` target every task failure is published to the stack's SNS topic.
@@ -184,6 +188,7 @@ def hourly_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
         dag_run: Any = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        as_of = _check_time(data_interval_end, dag_run)
         p = plan.plan_hourly(
             dag_id=dag_id,
             run_id=run_id,
@@ -194,21 +199,36 @@ def hourly_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
             known_tables=s.table_names,
         )
         extra = t.job_extra_args(s, dag_id, run_id, "merge")
-        return _plan_output(p, t.job_config_uri(s), extra, s)
+        return _plan_output(p, t.job_config_uri(s), extra, s, as_of)
 
     return plan_run()
 
 
 def full_load_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
     @task(task_id="plan", multiple_outputs=True)
-    def plan_run(run_id: Any = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    def plan_run(
+        run_id: Any = None,
+        data_interval_end: Any = None,
+        dag_run: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        as_of = _check_time(data_interval_end, dag_run)
         p = plan.plan_full_load(
             dag_id=dag_id, run_id=run_id, params=params or {}, known_tables=s.table_names
         )
         extra = t.job_extra_args(s, dag_id, run_id, "merge")
-        return _plan_output(p, t.job_config_uri(s), extra, s)
+        return _plan_output(p, t.job_config_uri(s), extra, s, as_of)
 
     return plan_run()
+
+
+def _check_time(data_interval_end: Any, dag_run: Any) -> str:
+    """The run's own time (ISO, UTC) for its checks: see :func:`cdclake_dags.plan.check_time`."""
+    return plan.check_time(
+        data_interval_end=data_interval_end,
+        logical_date=getattr(dag_run, "logical_date", None),
+        run_after=getattr(dag_run, "run_after", None),
+    ).isoformat()
 
 
 def maintenance_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
@@ -232,7 +252,9 @@ def maintenance_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
     return plan_run()
 
 
-def _plan_output(p: plan.MergePlan, config_uri: str, extra: list[str], s: DagSettings) -> dict:
+def _plan_output(
+    p: plan.MergePlan, config_uri: str, extra: list[str], s: DagSettings, as_of: str
+) -> dict:
     # No None values: the task SDK cannot push a None XCom ("Field required").
     return {
         "args": p.arguments(config_uri, *extra),
@@ -240,4 +262,5 @@ def _plan_output(p: plan.MergePlan, config_uri: str, extra: list[str], s: DagSet
         "until": p.until or "",
         "since": p.since or "",
         "run_id": p.run_id,
+        plan.CHECK_TIME_XCOM: as_of,
     }

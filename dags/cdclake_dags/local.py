@@ -3,7 +3,8 @@ stand-ins. The source steps stand in for DMS, depending on the setting ``local_s
 ``postgres``, the PostgreSQL capture (``capture/``) writes what the database committed;
 ``demo``, the synthetic generator writes the files it says have landed; ``none``, something
 else delivers them. The compute steps run the same entry scripts with the same arguments
-through a local ``spark-submit``; the catalog and checks run on the local tables. Implements
+through a local ``spark-submit``; the catalog and checks run on the local tables without a JVM
+(:mod:`cdclake.catalog.embedded`). Implements
 :class:`cdclake_dags.target.Target`."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from airflow.exceptions import AirflowFailException
 from airflow.sdk import TaskGroup, task
 
 from cdclake.core.uris import local_dir
+from cdclake_dags.plan import CHECK_TIME_XCOM
 from cdclake_dags.settings import REPO_DIR, DagSettings
 
 log = logging.getLogger(__name__)
@@ -299,43 +301,41 @@ def maintain(s: DagSettings, planned: Any) -> Any:
 
 
 # ---- catalog and checks ---------------------------------------------------------------------
-# Athena's stand-in is Spark SQL with an in-memory catalog held by a long-lived session in the
-# task process (a metastore lives as long as its service does): registration and checks run
-# in-process, which costs one JVM start per process instead of one per task.
-def _session() -> Any:
-    from cdclake.session import build_session
-
-    return build_session("local", app_name="cdclake-local-catalog")
-
-
+# Glue and Athena's stand-ins, without a JVM (under a real executor every task is its own
+# process, so a Spark session per task would start a JVM per task): the catalog is a file of
+# the curated root (cdclake.catalog.embedded), registered from the Delta logs as on AWS, and the
+# checks run the validation queries in DuckDB over the registered tables (read by delta-rs).
 def register_catalog(s: DagSettings, planned: Any) -> Any:
     @task(task_id="register_catalog")
     def register(tables: list[str]) -> list[dict[str, Any]]:
-        from cdclake.catalog.register import register_tables
+        from cdclake.catalog.embedded import register as register_tables
 
-        return register_tables(s.pipeline, tables, target="local", spark=_session())
+        return register_tables(s.pipeline, tables)
 
     return register(planned["tables"])
 
 
 def validate(s: DagSettings) -> Any:
-    """One task per table, as on AWS; each runs the table's Spark SQL validation queries."""
+    """One task per table, as on AWS; each runs the table's validation queries (DuckDB) with
+    freshness judged at the run's own time (the plan's ``as_of``)."""
     with TaskGroup("validate") as group:
         for t in s.pipeline.tables:
 
             @task(task_id=t.name)
-            def check(name: str = t.qualified_name, data_interval_end: Any = None) -> None:
-                from cdclake.cli import query
+            def check(name: str = t.qualified_name, ti: Any = None) -> None:
+                from cdclake.catalog.embedded import failed_checks
+                from cdclake.cli.query import format_rows
 
-                # Freshness is judged at the end of the run's interval (a backfill of an old
-                # hour is not "stale"), as the Athena checks do.
-                as_of = (data_interval_end or datetime.now(UTC)).isoformat()
-                argv = ["--config", str(s.config_path), "--validate", "--tables", name]
-                code = query.main([*argv, "--as-of", as_of], spark=_session())
-                if code != 0:
+                as_of = ti.xcom_pull(task_ids="plan", key=CHECK_TIME_XCOM)
+                failed = failed_checks(s.pipeline, name, as_of)
+                for check_name, (columns, rows) in failed.items():
+                    log.error("%s: %s failed:\n%s", name, check_name, format_rows(columns, rows))
+                if failed:
                     raise AirflowFailException(
-                        f"validation of {name} failed (exit {code}): see the rows logged above"
+                        f"validation of {name} at {as_of} failed: {', '.join(failed)} "
+                        "(their rows are logged above)"
                     )
+                log.info("validation of %s at %s: every check passed", name, as_of)
 
             check()
     return group

@@ -1,6 +1,6 @@
 """Pure decisions of the DAGs (no Airflow, no AWS): job arguments from a data interval (merge
-and maintenance), the idempotency token of a job run, what the DMS task's state means, and
-full-load progress."""
+and maintenance), the time a run's checks judge freshness at, the idempotency token of a job
+run, what the DMS task's state means, and full-load progress."""
 
 from __future__ import annotations
 
@@ -105,6 +105,31 @@ def plan_full_load(
         tables=[] if tables == list(known_tables) else tables,
         run_id=job_run_id(dag_id, run_id),
     )
+
+
+# The plan task's XCom with the run's check time (ISO, UTC), and its template for operators.
+CHECK_TIME_XCOM = "as_of"
+CHECK_TIME_TEMPLATE = f'{{{{ ti.xcom_pull(task_ids="plan", key="{CHECK_TIME_XCOM}") }}}}'
+
+
+def check_time(
+    *,
+    data_interval_end: datetime | None = None,
+    logical_date: datetime | None = None,
+    run_after: datetime | None = None,
+) -> datetime:
+    """The run's own time, in UTC, at which its validation judges freshness: the end of its
+    data interval (hourly, backfill, a manual run with a logical date), else its logical date,
+    else when it was triggered (``run_after``: a full load triggered from the UI or the REST API
+    without a logical date has no data interval). Never the wall clock at check time: a
+    backfill of an old hour is not "stale", and a run with no data is not "fresh"."""
+    for when in (data_interval_end, logical_date, run_after):
+        if when is None:
+            continue
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValueError(f"the run's time {when.isoformat()} has no time zone")
+        return when.astimezone(UTC)
+    raise ValueError("the run has no time: no data interval, logical date or run_after")
 
 
 @dataclass(frozen=True)

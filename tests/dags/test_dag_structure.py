@@ -127,6 +127,19 @@ def test_hourly_tasks_per_target(monkeypatch, tmp_path):
     assert sorted(aws.params.keys()) == ["reprocess", "tables"]
 
 
+@pytest.mark.parametrize("dag_id", ["cdclake_hourly", "cdclake_full_load"])
+def test_athena_freshness_is_judged_at_the_plans_check_time(monkeypatch, tmp_path, dag_id):
+    """Not Athena's clock, not ``data_interval_end`` (None for a full load triggered without a
+    logical date): the run's own time, which the plan task pushes as the XCom ``as_of``."""
+    dag = load_dagbag(monkeypatch, tmp_path, "aws").dags[dag_id]
+    for t in TABLES:
+        query = dag.get_task(f"validate.{t}__freshness").query
+        assert """from_iso8601_timestamp('{{ ti.xcom_pull(task_ids="plan", key="as_of") }}')""" in (
+            query
+        )
+        assert "current_timestamp" not in query and "data_interval" not in query
+
+
 @pytest.mark.parametrize("target", ["local", "aws"])
 def test_every_table_writer_runs_in_the_one_writers_pool(monkeypatch, tmp_path, target):
     """merge and maintain, in all three DAGs, share one pool; backfill runs are task

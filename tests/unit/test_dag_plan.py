@@ -230,3 +230,34 @@ def test_job_runs_end_before_their_task_stops_waiting(waited, job_run):
     s = settings_from({"emr_timeout_minutes": waited} if waited else {})
     assert s.job_run_timeout_minutes == job_run
     assert s.job_run_timeout_minutes < s.emr_timeout.total_seconds() / 60
+
+
+# ---- the time a run's checks judge freshness at ---------------------------------------------
+def test_checks_use_the_end_of_the_runs_interval():
+    """Hourly, backfill, or a manual run with a logical date: the data interval's end, even
+    when the run happens days later (a backfill of an old hour is not "stale")."""
+    assert plan.check_time(data_interval_end=END, logical_date=START, run_after=END) == END
+
+
+def test_manual_run_without_interval_uses_its_logical_date_then_its_trigger_time():
+    """The full load triggered from the UI or REST without a logical date has no data interval:
+    its own time is when it was triggered (Airflow's ``run_after``)."""
+    triggered = datetime(2026, 12, 3, 4, 36, 42, tzinfo=UTC)
+    assert plan.check_time(data_interval_end=None, logical_date=None, run_after=triggered) == (
+        triggered
+    )
+    assert plan.check_time(data_interval_end=None, logical_date=START, run_after=triggered) == (
+        START
+    )
+
+
+def test_check_time_is_utc_and_must_exist():
+    from datetime import timezone
+
+    two_hours_east = timezone(timedelta(hours=2))
+    local = datetime(2026, 11, 22, 13, tzinfo=two_hours_east)
+    assert plan.check_time(data_interval_end=local).isoformat() == "2026-11-22T11:00:00+00:00"
+    with pytest.raises(ValueError, match="time zone"):
+        plan.check_time(data_interval_end=datetime(2026, 11, 22, 11))
+    with pytest.raises(ValueError, match="no time"):
+        plan.check_time(data_interval_end=None, logical_date=None, run_after=None)

@@ -107,3 +107,42 @@ def test_format_rows():
     assert format_rows(["destination", "n"], [("Tucson", 12), (None, 3)]) == (
         "destination | n\n------------+---\nTucson      | 12\nNULL        | 3\n"
     )
+
+
+def test_the_plans_check_time_is_an_accepted_template(cfg):
+    """On the aws target the Athena checks take the plan's check time from XCom."""
+    template = '{{ ti.xcom_pull(task_ids="plan", key="as_of") }}'
+    sql = validation_queries(cfg, cfg.tables[0], "athena", as_of=template)["freshness"]
+    assert f"from_iso8601_timestamp('{template}')" in sql
+
+
+@pytest.mark.parametrize(
+    ("as_of", "failed"),
+    [
+        ("2026-11-22T11:00:00+00:00", set()),  # the run's own hour: 1 h after the newest change
+        ("2026-11-22T13:00:00+00:00", set()),  # exactly 3 h: still fresh
+        ("2026-11-22T13:00:00.000001+00:00", {"freshness"}),
+        ("2026-11-22T15:00:00+02:00", set()),  # the same instant as 13:00 UTC
+        ("2026-11-25T00:00:00Z", {"freshness"}),  # days later: stale
+    ],
+)
+def test_spark_dialect_checks_run_on_duckdb_at_the_given_time(cfg, as_of, failed):
+    """The local target runs the spark dialect's queries in DuckDB: freshness fails exactly
+    when the newest applied change is older than as_of - 3 h; the other checks hold."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("set TimeZone = 'UTC'")
+    con.execute("create schema lake_db")
+    con.execute(
+        "create table lake_db.cdclake_audit as select * from (values "
+        "('s.sales', 'full', 'succeeded', timestamptz '2026-11-22 09:00:00+00', 2, 0, "
+        "timestamptz '2026-11-22 09:00:00+00'), "
+        "('s.sales', 'incremental', 'succeeded', timestamptz '2026-11-22 11:05:00+00', 1, 1, "
+        "timestamptz '2026-11-22 10:00:00+00')) "
+        'as t("table", mode, status, started_at, rows_inserted, rows_deleted, newest_change_ts)'
+    )
+    live = "select * from (values (1, 1), (1, 2)) as t(trip_id, seat_no)"
+    con.execute(f"create table lake_db.s_sales as {live}")
+    queries = validation_queries(cfg, cfg.tables[0], "spark", as_of=as_of)
+    assert {name for name, sql in queries.items() if con.sql(sql).fetchall()} == failed

@@ -8,8 +8,9 @@ Checks:
   wrote (rows inserted minus rows deleted by succeeded runs since the newest succeeded full
   load). Athena and Spark only: Spectrum cannot read the audit table (it has no manifest);
 - ``freshness``: the newest change applied to the table is at most ``max_age_hours`` older
-  than ``as_of`` (default: now). Athena/Spark read it from the audit (deletes count too);
-  Redshift from the newest ``_cdc_commit_ts`` among live rows.
+  than ``as_of`` (default: the engine's clock; the DAGs pass the run's own time, see
+  ``cdclake_dags.plan.check_time``; an offset is turned into UTC). Athena/Spark read it from
+  the audit (deletes count too); Redshift from the newest ``_cdc_commit_ts`` among live rows.
 
 Table names: Athena and Spark read ``<glue_database>.<schema>_<table>`` (the local catalog
 registers the same names), Redshift the ``..._spectrum`` table in the external schema named
@@ -24,7 +25,7 @@ Example::
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from cdclake.catalog.ddl import AUDIT_TABLE, athena_table_name, spectrum_table_name
@@ -47,6 +48,20 @@ def _quote(engine: str, ident: str) -> str:
     return f"`{ident}`" if engine == "spark" else f'"{ident}"'
 
 
+def _in_utc(text: str) -> str:
+    """An ISO time with an offset as the same instant in UTC (``+00:00``); others unchanged.
+
+    Engines disagree on an offset inside ``cast(... as timestamp)``: Spark converts the instant
+    to its session's time zone, DuckDB (the local target's engine) drops the offset. In UTC,
+    with the sessions in UTC, every engine reads the same instant.
+    """
+    try:
+        parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:  # a template, or a form this Python does not parse: left as given
+        return text
+    return text if parsed.tzinfo is None else parsed.astimezone(timezone.utc).isoformat()
+
+
 def _as_of(engine: str, as_of: str | datetime | None) -> str:
     if as_of is None:
         return {"athena": "current_timestamp", "spark": "current_timestamp()"}.get(
@@ -55,6 +70,7 @@ def _as_of(engine: str, as_of: str | datetime | None) -> str:
     text = as_of.isoformat() if isinstance(as_of, datetime) else str(as_of)
     if not (_ISO.match(text) or _TEMPLATE.match(text)):
         raise ValidationError(f"as_of '{text}' is not an ISO timestamp or an Airflow template")
+    text = _in_utc(text) if _ISO.match(text) else text
     if engine == "athena":
         return f"from_iso8601_timestamp('{text}')"
     if engine == "spark":
