@@ -65,3 +65,4 @@ clean: ## Remove the local lake, caches and build output (keeps .venv and .jars)
 -include sql/sql.mk
 -include bench/bench.mk
 -include demo/demo.mk
+-include demo/airflow.mk
