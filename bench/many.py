@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench import arms, measure
 from bench.data import SCHEMA_NAME, BatchSpec, TableSpec, make_batch, write_dms_files
-from bench.plan import write_config
+from bench.plan import ManySpec, write_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ManySpec:
-    tables: int = 100
-    rows: int = 20_000
-    fraction: float = 0.01
-    sequential_tables: int = 12  # the baseline's subset
-
-    @property
-    def name(self) -> str:
-        return f"{self.tables} tables x {self.rows // 1000}k, {self.fraction * 100:g}% each"
 
 
 def spark_jobs(spark) -> int:

@@ -8,6 +8,22 @@ from pathlib import Path
 
 from bench.data import SCHEMA_NAME, TABLE_NAME, BatchSpec, TableSpec
 
+
+@dataclass(frozen=True)
+class ManySpec:
+    """Many tables in one hourly run: ``tables`` copies of a ``rows``-row table, each with its
+    own ``fraction`` batch; the sequential baseline runs the first ``sequential_tables``."""
+
+    tables: int = 100
+    rows: int = 20_000
+    fraction: float = 0.01
+    sequential_tables: int = 12
+
+    @property
+    def name(self) -> str:
+        return f"{self.tables} tables x {self.rows // 1000}k, {self.fraction * 100:g}% each"
+
+
 ROOT = Path(__file__).resolve().parents[1]
 SPARK_ARMS = ("job", "blog", "rewrite")
 
@@ -33,6 +49,7 @@ class Plan:
     same: str
     notes: tuple[str, ...] = field(default=())
     warmup: bool = True
+    many: ManySpec | None = None  # the many-tables configuration (bench.many)
 
 
 ALL = ("job", "blog", "rewrite", "delta-rs")
@@ -55,6 +72,7 @@ def default_plan() -> Plan:
         big="10M 1% hot",
         small="1M 1% hot",
         same="10M 0.1% hot",
+        many=ManySpec(),
         notes=(
             "- Cut to fit 10 minutes on 2 cores: the full rewrite runs at 1M / 1% hot only "
             "(it reads and writes the whole table whatever the batch, so 10M costs ~10x); "
@@ -91,6 +109,7 @@ def quick_plan() -> Plan:
         big="20k 1% hot",
         small="20k 1% hot",
         same="20k 1% hot",
+        many=ManySpec(tables=4, sequential_tables=2),
         notes=("- Quick (smoke) mode: one tiny table, one repetition; the numbers mean nothing.",),
     )
 

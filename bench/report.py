@@ -9,11 +9,16 @@ from pathlib import Path
 from bench.arms import PHASES
 
 TARGETS = {
-    "job_vs_blog_10M_1pct_hot": 0.25,
+    "job_vs_blog_10M_1pct_hot": 0.5,
+    "job_vs_delta_rs_10M_1pct_hot": 5.0,
     "bytes_rewritten_vs_floor": 1.2,
-    "job_vs_floor": 3.0,
+    "job_vs_floor": 10.0,
     "time_10M_vs_1M_same_batch": 1.5,
     "commit_1000_vs_10": 1.2,
+    # Many tables in one hourly run (bench/many.py): seconds per table, amortised, with the
+    # tables applied side by side; and that time over the one-after-another baseline's.
+    "many_tables_s_per_table": 2.0,
+    "many_tables_concurrent_vs_sequential": 0.25,
 }
 
 
@@ -43,10 +48,21 @@ def _result(results: list[dict], config: str, arm: str, full: bool = False) -> d
     return None
 
 
-def ratios(results: list[dict], log_growth: dict, big: str, small: str, same: str) -> dict:
+def ratios(
+    results: list[dict],
+    log_growth: dict,
+    big: str,
+    small: str,
+    same: str,
+    many: dict | None = None,
+) -> dict:
     """The issue's ratios. ``big``/``small``: the 1%-hot configs at the large and small table
-    sizes; ``same``: the large-table config with as many changes as ``small``."""
+    sizes; ``same``: the large-table config with as many changes as ``small``; ``many``: the
+    many-tables section (:func:`bench.many.run`)."""
     ours_big, blog_big = _result(results, big, "job"), _result(results, big, "blog")
+    rs_big = _result(results, big, "delta-rs")
+    arms = (many or {}).get("arms", {})
+    concurrent, sequential = arms.get("job concurrent"), arms.get("job sequential")
     ours_small, ours_same = _result(results, small, "job"), _result(results, same, "job")
     # Bytes and floor need the full measurements: the large config's, else the small one's.
     ours_full = _result(results, big, "job", full=True) or _result(results, small, "job", True)
@@ -55,6 +71,9 @@ def ratios(results: list[dict], log_growth: dict, big: str, small: str, same: st
     values = {
         "job_vs_blog_10M_1pct_hot": ratio(
             ours_big and ours_big["median_s"], blog_big and blog_big["median_s"]
+        ),
+        "job_vs_delta_rs_10M_1pct_hot": ratio(
+            ours_big and ours_big["median_s"], rs_big and rs_big["median_s"]
         ),
         "bytes_rewritten_vs_floor": ratio(
             ours_full and ours_full["rewrite"]["bytes_written"],
@@ -69,6 +88,10 @@ def ratios(results: list[dict], log_growth: dict, big: str, small: str, same: st
         "commit_1000_vs_10": ratio(
             per_run[marks[-1]]["median_s"] if marks else None,
             per_run[marks[0]]["median_s"] if marks else None,
+        ),
+        "many_tables_s_per_table": concurrent and concurrent["s_per_table"],
+        "many_tables_concurrent_vs_sequential": ratio(
+            concurrent and concurrent["s_per_table"], sequential and sequential["s_per_table"]
         ),
     }
     out = {
@@ -115,6 +138,7 @@ def markdown(doc: dict) -> str:
         if r.get("config"):
             mark += f" (at {r['config']})"
         lines.append(f"| {name} | {_fmt(r['value'])} | ≤ {r['target']} | {mark} |")
+    lines += many_section(doc)
     lines += [
         "",
         "## Per arm and configuration",
@@ -185,6 +209,32 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines)
 
 
+def many_section(doc: dict) -> list[str]:
+    """Many tables in one hourly run (``bench.many``): per arm, wall time, seconds per table
+    amortised and Spark jobs per table."""
+    m = doc.get("many")
+    if not m:
+        return []
+    lines = [
+        "",
+        f"## Many tables in one hourly run ({m['config']})",
+        "",
+        f"One `cdc_merge` run over every table (one Spark application, {m['concurrency']} "
+        "tables at a time by default: its task slots); the sequential baseline "
+        "(`merge.table_concurrency: 1`, as before) runs a subset of the tables, delta-rs "
+        "applies the same guarded MERGE table by table. Every table checked after every arm.",
+        "",
+        "| arm | tables | wall s | s per table | Spark jobs per table |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for arm, r in m["arms"].items():
+        lines.append(
+            f"| {arm} | {r['tables']} | {_fmt(r['wall_s'], 1)} | {_fmt(r['s_per_table'])} | "
+            f"{_fmt(r['spark_jobs_per_table'], 1)} |"
+        )
+    return lines
+
+
 def capture_section(doc: dict) -> list[str]:
     """The PostgreSQL capture's rates (``capture.bench``), when the run measured them."""
     c = doc.get("capture")
@@ -210,15 +260,16 @@ def capture_section(doc: dict) -> list[str]:
 
 
 def chart(doc: dict, path: Path) -> None:
-    """Stacked phases per arm and configuration, plus the floor; log growth beside it."""
+    """Each arm's total per configuration with its phases stacked in proportion (linear axis)
+    and the floor; many tables (seconds per table, amortised); log growth."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = [r for r in doc["results"] if r["status"] == "ok"]  # partial ones have no phases
-    fig, (ax, ax2) = plt.subplots(
-        1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [4, 1]}, constrained_layout=True
+    fig, (ax, ax_many, ax2) = plt.subplots(
+        1, 3, figsize=(16, 6), gridspec_kw={"width_ratios": [4, 1, 1]}, constrained_layout=True
     )
     labels = [f"{r['config']}\n{r['arm']}" for r in ok]
     bottom = [0.0] * len(ok)
@@ -229,10 +280,14 @@ def chart(doc: dict, path: Path) -> None:
     floors = [doc["floors"][r["config"]]["seconds"] for r in ok]
     ax.scatter(range(len(ok)), floors, marker="_", s=400, color="black", label="floor", zorder=3)
     ax.set_xticks(range(len(ok)), labels, rotation=90, fontsize=7)
-    ax.set_ylabel("seconds per hourly run (median)")
-    ax.set_yscale("log")
+    ax.set_ylabel("seconds per hourly run (median; phases stacked)")
     ax.legend(fontsize=8)
     ax.set_title("Hourly run by arm and configuration (warm session)")
+    many = (doc.get("many") or {}).get("arms", {})
+    ax_many.bar(range(len(many)), [r["s_per_table"] for r in many.values()], color="tab:gray")
+    ax_many.set_xticks(range(len(many)), list(many), rotation=90, fontsize=7)
+    ax_many.set_ylabel("seconds per table (amortised)")
+    ax_many.set_title((doc.get("many") or {}).get("config", "many tables: not run"), fontsize=9)
     per_run = doc["log_growth"].get("per_run", {})
     marks = sorted(per_run, key=int)
     ax2.plot([int(m) for m in marks], [per_run[m]["median_s"] for m in marks], marker="o")

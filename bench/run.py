@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import arms, loggrowth, measure, report
+from bench import arms, loggrowth, many, measure, report
 from bench.data import SCHEMA_NAME, TABLE_NAME, TableSpec, make_batch, write_dms_files
 from bench.plan import (
     ROOT,
@@ -224,6 +224,7 @@ def run(
         bench.warm_up(tuple(dict.fromkeys(a for c in plan.configs for a in c.arms)))
     for cfg in plan.configs:
         bench.config(cfg)
+    tables = many.run(spark, work / "many", plan.many) if plan.many else None
     if log_json is None:
         log_growth = loggrowth.run(spark, work / "loggrowth", plan.log_marks, plan.reps)
     else:
@@ -242,11 +243,13 @@ def run(
         "floors": bench.floors,
         "results": bench.results,
         "log_growth": log_growth,
-        "ratios": report.ratios(bench.results, log_growth, plan.big, plan.small, plan.same),
+        "ratios": report.ratios(bench.results, log_growth, plan.big, plan.small, plan.same, tables),
         "notes": list(plan.notes),
     }
     if capture is not None:
         doc["capture"] = capture
+    if tables:
+        doc["many"] = tables
     if stop:
         spark.stop()
     doc["environment"]["load_before"] = load_before
@@ -282,8 +285,9 @@ def merge(docs: list[dict], plan: Plan) -> dict:
         {k: d[k] for k in ("started_at", "wall_s", "jvm_startup_s", "rates")} for d in docs
     ]
     first["wall_s"] = max(d["wall_s"] for d in docs)
+    first["many"] = next((d["many"] for d in docs if d.get("many")), None)
     first["ratios"] = report.ratios(
-        first["results"], first["log_growth"], plan.big, plan.small, plan.same
+        first["results"], first["log_growth"], plan.big, plan.small, plan.same, first["many"]
     )
     first["notes"] = list(dict.fromkeys(n for d in docs for n in d["notes"]))
     first["notes"].append(

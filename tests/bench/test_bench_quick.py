@@ -23,12 +23,24 @@ def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
         assert rec["rewrite"]["files_added"] >= 1
     assert set(doc["ratios"]) == {
         "job_vs_blog_10M_1pct_hot",
+        "job_vs_delta_rs_10M_1pct_hot",
         "bytes_rewritten_vs_floor",
         "job_vs_floor",
         "time_10M_vs_1M_same_batch",
         "commit_1000_vs_10",
+        "many_tables_s_per_table",
+        "many_tables_concurrent_vs_sequential",
     }
     assert all(r["value"] is not None for r in doc["ratios"].values())
     assert set(doc["log_growth"]["per_run"]) == {"5", "10"}
+    # Many tables: every arm ran (and bench.many checked every table's rows after it).
+    many = doc["many"]["arms"]
+    assert {a: r["tables"] for a, r in many.items()} == {
+        "job concurrent": 4,
+        "job sequential": 2,
+        "delta-rs": 4,
+    }
+    assert many["job concurrent"]["spark_jobs_per_table"] > 0
     md = (out / "results.md").read_text()
+    assert "## Many tables in one hourly run" in md
     assert "## Ratios" in md and "| job |" not in md.split("## Per arm")[0]
