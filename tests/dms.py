@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cdclake.cli.merge import main
-from cdclake.core.config import PipelineConfig, parse_config
+from cdclake.core.config import HistoryConfig, PipelineConfig, parse_config
 from cdclake.core.dms import hour_folder
 from cdclake.core.hours import parse_hour
 
@@ -119,6 +119,7 @@ def write_config(cfg: PipelineConfig, path: Path | None = None) -> Path:
                 "partition_by": list(t.partition_by),
                 "drop_columns": list(t.drop_columns),
                 "start_from": t.start_from,
+                "history": history_doc(t.history),
             }
             for t in cfg.tables
         ],
@@ -127,6 +128,16 @@ def write_config(cfg: PipelineConfig, path: Path | None = None) -> Path:
     }
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+def history_doc(h: HistoryConfig | None) -> bool | dict:
+    """A table's ``history:`` setting as the YAML file spells it."""
+    if h is None:
+        return False
+    doc: dict[str, Any] = {k: list(v) for k, v in vars(h).items() if v}
+    if h.partition_by is not None:
+        doc["partition_by"] = list(h.partition_by)
+    return doc or True
 
 
 def run_job(spark, cfg: PipelineConfig, *args: str) -> int:

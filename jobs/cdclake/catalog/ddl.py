@@ -10,6 +10,8 @@ Names: each source table ``<schema>.<table>`` becomes, in the configured Glue da
 - ``<schema>_<table>``: Athena's native Delta table (``table_type=DELTA``, real columns);
 - ``<schema>_<table>_spectrum``: Redshift Spectrum's external table over the symlink
   manifest (Parquet SerDe, ``SymlinkTextInputFormat``), one Glue partition per manifest folder;
+- for a table that keeps a history, ``<schema>_<table>_history`` and
+  ``<schema>_<table>_history_spectrum``, the same two over the history table;
 
 and the job's audit table is ``cdclake_audit`` (Athena, for the validation queries).
 
@@ -21,9 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cdclake.catalog.deltalog import MANIFEST_DIR, NULL_PARTITION, TableMeta
+from cdclake.catalog.deltalog import MANIFEST_DIR, NULL_PARTITION, Field, TableMeta
 from cdclake.catalog.types import DdlError, hive_type, redshift_type
-from cdclake.core.config import PipelineConfig, TableConfig
+from cdclake.core.columns import BOOKKEEPING_COLUMNS, HISTORY_COLUMNS, IS_CURRENT
+from cdclake.core.config import HISTORY_SUFFIX, PipelineConfig, TableConfig
 from cdclake.core.uris import join_uri, s3_location
 
 SPECTRUM_SUFFIX = "_spectrum"
@@ -47,17 +50,33 @@ def spectrum_table_name(table: TableConfig) -> str:
     return athena_table_name(table) + SPECTRUM_SUFFIX
 
 
+def history_table_name(table: TableConfig) -> str:
+    """Athena's name of the table's history: ``<schema>_<table>_history``."""
+    return athena_table_name(table) + HISTORY_SUFFIX
+
+
+def history_spectrum_name(table: TableConfig) -> str:
+    return history_table_name(table) + SPECTRUM_SUFFIX
+
+
 def check_names(cfg: PipelineConfig) -> None:
-    """Two configured tables must not flatten to the same catalog name (``a_b.c``/``a.b_c``)."""
+    """Two configured tables (or histories) must not flatten to the same catalog name
+    (``a_b.c``/``a.b_c``)."""
     seen: dict[str, str] = {}
-    for t in cfg.tables:
-        name = athena_table_name(t)
+    for label, name in _catalog_names(cfg):
         if name in seen or name == AUDIT_TABLE:
             other = seen.get(name, "the audit table")
-            raise DdlError(
-                f"tables '{other}' and '{t.qualified_name}' both map to catalog name '{name}'"
-            )
-        seen[name] = t.qualified_name
+            raise DdlError(f"tables '{other}' and '{label}' both map to catalog name '{name}'")
+        seen[name] = label
+
+
+def _catalog_names(cfg: PipelineConfig) -> list[tuple[str, str]]:
+    names = []
+    for t in cfg.tables:
+        names.append((t.qualified_name, athena_table_name(t)))
+        if t.history:
+            names.append((f"{t.schema}.{t.history_name}", history_table_name(t)))
+    return names
 
 
 def table_location(cfg: PipelineConfig, table: TableConfig, location_root: str | None = None):
@@ -65,6 +84,22 @@ def table_location(cfg: PipelineConfig, table: TableConfig, location_root: str |
     given (to write DDL for another environment)."""
     root = location_root or cfg.curated_root
     return s3_location(join_uri(root, table.schema, table.name))
+
+
+def history_location(cfg: PipelineConfig, table: TableConfig, location_root: str | None = None):
+    """The table's history folder (``<table>_history`` beside the table)."""
+    root = location_root or cfg.curated_root
+    return s3_location(join_uri(root, table.schema, table.history_name))
+
+
+def history_meta(live: TableMeta, partition_columns: Sequence[str]) -> TableMeta:
+    """The shape a history table has, from its live table's: the source columns, the
+    interval columns, then the change columns (for DDL written before the history exists)."""
+    data = [f for f in live.fields if f.name not in BOOKKEEPING_COLUMNS]
+    interval = [Field(c, "boolean" if c == IS_CURRENT else "timestamp") for c in HISTORY_COLUMNS]
+    change = [f for f in live.fields if f.name in BOOKKEEPING_COLUMNS]
+    fields = (*data, *interval, *change)
+    return TableMeta(live.version, fields, tuple(partition_columns), live.configuration)
 
 
 def audit_location(cfg: PipelineConfig, location_root: str | None = None) -> str:

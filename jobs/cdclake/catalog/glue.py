@@ -15,6 +15,8 @@ from cdclake.catalog.ddl import (
     athena_table_input,
     athena_table_name,
     audit_location,
+    history_spectrum_name,
+    history_table_name,
     spectrum_partition_input,
     spectrum_table_input,
     spectrum_table_name,
@@ -119,13 +121,19 @@ class GlueRegistrar:
         if table is None:
             return self._register_audit()
         loc = self.cfg.table_location(table)
+        result: dict[str, Any] = {"table": table.qualified_name, "database": self.db}
+        result.update(
+            self._register_pair(loc, athena_table_name(table), spectrum_table_name(table))
+        )
+        if table.history:
+            result["history"] = self._register_history(table)
+        return result
+
+    def _register_pair(self, loc: str, athena: str, spectrum: str) -> dict[str, Any]:
+        """Athena's Delta table and Spectrum's manifest table (and partitions) over ``loc``."""
         meta = read_table_meta(store_for(loc, self.s3), loc)
         location = s3_location(loc)
-        athena = athena_table_name(table)
-        spectrum = spectrum_table_name(table)
         result = {
-            "table": table.qualified_name,
-            "database": self.db,
             "delta_version": meta.version,
             "athena_table": athena,
             "athena": self._upsert_table(athena_table_input(athena, meta, location)),
@@ -134,6 +142,15 @@ class GlueRegistrar:
         }
         result.update(self._sync_partitions(spectrum, meta, loc))
         return result
+
+    def _register_history(self, table: TableConfig) -> dict[str, Any]:
+        """The table's history, once its first run with history on has written it."""
+        loc = self.cfg.history_location(table)
+        try:
+            return self._register_pair(loc, history_table_name(table), history_spectrum_name(table))
+        except DeltaLogError:
+            log.info("no history table at %s yet: not registered", loc)
+            return {}
 
     def _register_audit(self) -> dict:
         loc = self.cfg.audit_location

@@ -1,12 +1,13 @@
 """Registration in the local Spark session's catalog (Athena's stand-in on the local target):
-each table under its source name and its Athena name, over the same Delta folder."""
+each table (and history table) under its source name and its Athena name, over the same Delta
+folder."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from cdclake.catalog.ddl import AUDIT_LABEL, AUDIT_TABLE, athena_table_name
+from cdclake.catalog.ddl import AUDIT_LABEL, AUDIT_TABLE, athena_table_name, history_table_name
 from cdclake.catalog.deltalog import DeltaLogError
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.uris import same_location
@@ -41,6 +42,15 @@ class LocalRegistrar:
         out: dict[str, Any] = {"table": label}
         for db, name in names:
             out[f"{db}.{name}"] = self._register(db, name, loc)
+        if table is not None and table.history:
+            hist = self.cfg.history_location(table)
+            if DeltaTable.isDeltaTable(self.spark, hist):  # once a run has written it
+                history_names = [
+                    (table.schema, table.history_name),
+                    (self.cfg.glue_database, history_table_name(table)),
+                ]
+                for db, name in history_names:
+                    out[f"{db}.{name}"] = self._register(db, name, hist)
         return out
 
     def _register(self, db: str, name: str, loc: str) -> str:

@@ -28,8 +28,14 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
-from cdclake.catalog.ddl import AUDIT_TABLE, athena_table_name, spectrum_table_name
-from cdclake.core.columns import COMMIT_TS
+from cdclake.catalog.ddl import (
+    AUDIT_TABLE,
+    athena_table_name,
+    history_spectrum_name,
+    history_table_name,
+    spectrum_table_name,
+)
+from cdclake.core.columns import COMMIT_TS, IS_CURRENT, ORDER_COLUMNS, VALID_FROM, VALID_TO
 from cdclake.core.config import PipelineConfig, TableConfig
 
 ENGINES = ("athena", "redshift", "spark")
@@ -119,6 +125,10 @@ def validation_queries(
             f"group by {keys}\nhaving count(*) > 1\n"  # nosec B608 - config identifiers
         )
     }
+    if table.history:
+        redshift = engine == "redshift"
+        history = f"{db}.{history_spectrum_name(table) if redshift else history_table_name(table)}"
+        queries.update(history_queries(table.primary_key, history, live))
     if engine == "redshift":
         queries["freshness"] = (
             # Identifiers from the validated config; as_of is checked against a pattern.
@@ -162,6 +172,71 @@ where actual.n_rows != expected.n_rows
         f"having max(runs.newest_change_ts) is null or max(runs.newest_change_ts) < {cutoff}\n"
     )  # nosec B608 - identifiers from the validated config, as_of checked by pattern
     return queries
+
+
+def history_queries(keys: Any, history: str, live: str) -> dict[str, str]:
+    """The history table's checks (the same SQL on every engine)."""
+    keys = [k.lower() for k in keys]
+    key_list = ", ".join(keys)
+    key_lines = "".join(f"        {k},\n" for k in keys)
+    order = [c.lower() for c in ORDER_COLUMNS]
+    differs = "".join(f"\n    or hist.{c} != live.{c}" for c in order)
+    on = " and ".join(f"hist.{k} = live.{k}" for k in keys)
+    picked = "".join(f"        {c},\n" for c in [*keys, *order]).rstrip(",\n")
+    either = ",\n".join(f"    coalesce(hist.{k}, live.{k}) as {k}" for k in keys)
+    # Identifiers from the validated config; no free text.
+    overlap = f"""with versions as (
+    select
+{key_lines}        {VALID_FROM},
+        {VALID_TO},
+        lead({VALID_FROM}) over (partition by {key_list} order by {VALID_FROM}) as next_valid_from
+    from {history}
+)
+
+select
+{key_lines.replace("        ", "    ")}    {VALID_FROM},
+    {VALID_TO},
+    next_valid_from
+from versions
+where
+    {VALID_TO} <= {VALID_FROM}
+    or (next_valid_from is not null and ({VALID_TO} is null or {VALID_TO} > next_valid_from))
+"""  # noqa: S608  # nosec B608
+    current = f"""select
+{key_lines.replace("        ", "    ")}    count(*) as open_versions
+from {history}
+where {IS_CURRENT} or {VALID_TO} is null
+group by {key_list}
+having count(*) > 1 or min(case when {IS_CURRENT} and {VALID_TO} is null then 1 else 0 end) = 0
+"""  # noqa: S608  # nosec B608
+    versus = f"""with current_versions as (
+    select
+{picked}
+    from {history}
+    where {IS_CURRENT}
+),
+
+live_rows as (
+    select
+{picked}
+    from {live}
+)
+
+select
+    hist.{COMMIT_TS} as history_change_ts,
+    live.{COMMIT_TS} as live_change_ts,
+{either}
+from current_versions as hist
+full outer join live_rows as live on {on}
+where
+    hist.{keys[0]} is null
+    or live.{keys[0]} is null{differs}
+"""  # noqa: S608  # nosec B608
+    return {
+        "history_no_overlap": overlap,
+        "history_one_current": current,
+        "history_current_vs_live": versus,
+    }
 
 
 def all_validation_queries(

@@ -20,6 +20,14 @@ ROW_POS = "_cdc_row_pos"
 ORDER_COLUMNS = (COMMIT_TS, CHANGE_SEQ, SOURCE_FILE, ROW_POS)
 # Columns every lake table carries after the source's own columns.
 BOOKKEEPING_COLUMNS = (OP, *ORDER_COLUMNS)
+# A history (SCD type 2) table's columns after the source's own: the version's interval
+# [valid from, valid to) (``_valid_to`` null while current) and whether it is current; then
+# the bookkeeping columns of the newest change the version holds. No source column may use
+# these names on a table that keeps a history.
+VALID_FROM = "_valid_from"
+VALID_TO = "_valid_to"
+IS_CURRENT = "_is_current"
+HISTORY_COLUMNS = (VALID_FROM, VALID_TO, IS_CURRENT)
 # Working columns of a batch (never written to a table).
 REASON = "_cdc_reason"
 RECORD = "_cdc_record"

@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from cdclake.core.columns import BOOKKEEPING_PREFIX
+from cdclake.core.columns import BOOKKEEPING_PREFIX, HISTORY_COLUMNS
 from cdclake.core.uris import is_s3, join_uri
 
 # DMS `DatePartitionDelimiter` values and the separator each puts between date parts.
@@ -63,6 +63,10 @@ class DuplicateTableError(ConfigError):
 
 class UnknownTableError(ConfigError):
     """A table asked for (e.g. with --tables) is not in the config."""
+
+
+class HistoryNameClashError(InvalidSettingError):
+    """A table's history table (``<name>_history``) has the name of another configured table."""
 
 
 class VacuumRetentionTooShortError(InvalidSettingError):
@@ -136,6 +140,29 @@ class MergeConfig:
 START_FROM = ("full_load", "cdc")
 
 
+# The history table of ``<schema>.<table>`` is ``<schema>.<table>_history``.
+HISTORY_SUFFIX = "_history"
+
+
+@dataclass(frozen=True)
+class HistoryConfig:
+    """A table's history (SCD type 2) table: which source columns open a new version when
+    they change (``track_columns``, or every column but ``except_columns``; default all),
+    and its partition columns (``None``: the table's)."""
+
+    track_columns: tuple[str, ...] = ()
+    except_columns: tuple[str, ...] = ()
+    partition_by: tuple[str, ...] | None = None
+
+    def tracked(self, columns: Iterable[str], keys: Iterable[str]) -> list[str]:
+        """Of the table's source ``columns``, those whose change opens a version (the key
+        identifies the row, so it is never among them)."""
+        skip = set(keys) | set(self.except_columns)
+        if self.track_columns:
+            return [c for c in columns if c in self.track_columns and c not in skip]
+        return [c for c in columns if c not in skip]
+
+
 @dataclass(frozen=True)
 class TableConfig:
     """One replicated table: where it comes from and how it is keyed and partitioned."""
@@ -146,10 +173,21 @@ class TableConfig:
     partition_by: tuple[str, ...] = ()
     drop_columns: tuple[str, ...] = ()
     start_from: str = "full_load"
+    history: HistoryConfig | None = None  # None: no history table
 
     @property
     def qualified_name(self) -> str:
         return f"{self.schema}.{self.name}"
+
+    @property
+    def history_name(self) -> str:
+        return f"{self.name}{HISTORY_SUFFIX}"
+
+    @property
+    def history_partition_by(self) -> tuple[str, ...]:
+        if self.history is None or self.history.partition_by is None:
+            return self.partition_by
+        return self.history.partition_by
 
 
 @dataclass(frozen=True)
@@ -188,6 +226,10 @@ class PipelineConfig:
     def table_location(self, table: TableConfig) -> str:
         """The Delta table analysts query: ``<curated_root>/<schema>/<table>``."""
         return join_uri(self.curated_root, table.schema, table.name)
+
+    def history_location(self, table: TableConfig) -> str:
+        """The table's history (SCD type 2): ``<curated_root>/<schema>/<table>_history``."""
+        return join_uri(self.curated_root, table.schema, table.history_name)
 
     def state_location(self, table: TableConfig, kind: str) -> str:
         """Bookkeeping Delta tables (ledger, tombstones, quarantine), kept beside the data."""
@@ -303,6 +345,12 @@ def parse_config(
         if t.qualified_name in seen:
             raise DuplicateTableError(f"{source}: tables: '{t.qualified_name}' is listed twice")
         seen.add(t.qualified_name)
+    for t in tables:
+        if t.history and f"{t.schema}.{t.history_name}" in seen:
+            raise HistoryNameClashError(
+                f"{source}: tables: the history of '{t.qualified_name}' would be "
+                f"'{t.schema}.{t.history_name}', which is also a configured table"
+            )
     return PipelineConfig(
         raw_root=raw_root,
         curated_root=curated_root,
@@ -439,7 +487,9 @@ def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:
     if not isinstance(data, Mapping):
         raise InvalidSettingError(f"{where}: each table must be a mapping")
     r = _Reader(data, where)
-    r.only({"schema", "name", "primary_key", "partition_by", "drop_columns", "start_from"})
+    r.only(
+        {"schema", "name", "primary_key", "partition_by", "drop_columns", "start_from", "history"}
+    )
     schema = _ident(r.get("schema", str), f"{where}.schema")
     name = _ident(r.get("name", str), f"{where}.name")
     where = f"{where} ({schema}.{name})"
@@ -460,7 +510,46 @@ def _parse_table(data: Any, where: str, dms: DmsLayout) -> TableConfig:
         raise InvalidSettingError(
             f"{where}.start_from: '{start_from}' is not one of {', '.join(START_FROM)}"
         )
-    return TableConfig(schema, name, pk, parts, drops, start_from)
+    history = _parse_history(r, f"{where}.history", pk, drops, dms)
+    return TableConfig(schema, name, pk, parts, drops, start_from, history)
+
+
+def _parse_history(
+    table: _Reader, where: str, keys: tuple[str, ...], drops: tuple[str, ...], dms: DmsLayout
+) -> HistoryConfig | None:
+    """``history: true`` (defaults), ``false`` / absent (none), or a mapping of settings."""
+    value = table.get("history", (bool, dict), default=False)
+    if value is False:
+        return None
+    if value is True:
+        return HistoryConfig()
+    r = _Reader(value, where)
+    r.only({"track_columns", "except_columns", "partition_by"})
+    track = _columns(r.get("track_columns", (list, str), default=[]), f"{where}.track_columns")
+    skip = _columns(r.get("except_columns", (list, str), default=[]), f"{where}.except_columns")
+    given = r.get("partition_by", (list, str), default=None, nullable=True)
+    parts = None if given is None else _columns(given, f"{where}.partition_by")
+    if track and skip:
+        raise InvalidSettingError(f"{where}: set track_columns or except_columns, not both")
+    if "track_columns" in value and not track:
+        raise InvalidSettingError(f"{where}.track_columns: needs at least one column")
+    for label, cols in (("track_columns", track), ("except_columns", skip)):
+        if clash := sorted(set(cols) & set(keys)):
+            raise InvalidSettingError(
+                f"{where}.{label}: {clash} are primary key columns (the key identifies the "
+                "row; it is never a tracked column)"
+            )
+    named: dict[str, tuple[str, ...]] = {
+        "track_columns": track,
+        "except_columns": skip,
+        "partition_by": parts or (),
+    }
+    for label, cols in named.items():
+        if clash := sorted(set(cols) & set(drops)):
+            raise InvalidSettingError(f"{where}.{label}: {clash} are in drop_columns")
+        if clash := sorted(set(cols) & (set(dms.dms_columns) | set(HISTORY_COLUMNS))):
+            raise InvalidSettingError(f"{where}.{label}: {clash} are not source columns")
+    return HistoryConfig(track, skip, parts)
 
 
 def _columns(value: Any, where: str) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 from cdclake.core.columns import DELETE_ABSENT, STALE
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.records import NOOP, SUCCEEDED, AuditRecord, Stopwatch
-from cdclake.job import apply, decide
+from cdclake.job import apply, decide, history
 from cdclake.job.context import RunContext, Target, open_target, writing
 from cdclake.job.decide import BatchPlan
 from cdclake.job.drift import fit_to_table
@@ -89,6 +89,9 @@ def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
                 clock.lap("tombstones")
                 commit = apply.merge(ctx, staged, plan, target.exists)
                 clock.lap("merge")
+                if ctx.table.history:
+                    history.apply(ctx, target, batch, plan)
+                    clock.lap("history")
         apply.ledger(ctx, target.ledger.generation, plan, commit, choice.frontier)
         clock.lap("ledger")
     return finished(applied(rec, plan, commit).but(deferred_files=choice.deferred), clock)
@@ -111,6 +114,9 @@ def run_full(ctx: RunContext) -> AuditRecord:
         commit = apply.overwrite(ctx, rows, plan, target.exists)
         apply.generation(ctx, plan)
         clock.lap("merge")
+        if ctx.table.history:
+            history.apply(ctx, target, batch, plan)
+            clock.lap("history")
         apply.ledger(ctx, ctx.run_id, plan, commit)
         clock.lap("ledger")
     return finished(loaded(rec, plan, commit), clock)
