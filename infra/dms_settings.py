@@ -6,6 +6,7 @@ with the config without synthesizing anything, and the stack puts them in the te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cdclake.core.config import DmsLayout, PipelineConfig
@@ -62,12 +63,18 @@ def s3_target_settings(
     }
 
 
-def table_mappings(cfg: PipelineConfig) -> dict[str, Any]:
+def table_mappings(cfg: PipelineConfig, full_lob_tables: Sequence[str] = ()) -> dict[str, Any]:
     """Table mappings: one selection rule per configured table, then transformations.
 
     ``drop_columns`` become ``remove-column`` rules so those columns (PII) never reach S3;
-    the change-sequence column, when configured, comes from the ``$AR_H_CHANGE_SEQ`` rule.
+    the change-sequence column, when configured, comes from the ``$AR_H_CHANGE_SEQ`` rule;
+    each of ``full_lob_tables`` (``schema.table``) gets a ``table-settings`` rule that
+    replicates its LOBs in full LOB mode (the task's limited mode would fail on a value over
+    ``LobMaxSize``).
     """
+    unknown = sorted(set(full_lob_tables) - {t.qualified_name for t in cfg.tables})
+    if unknown:
+        raise DmsSettingsError(f"full_lob_tables: {unknown} are not tables of the pipeline config")
     rules: list[dict[str, Any]] = []
 
     def add(rule: dict[str, Any]) -> None:
@@ -99,6 +106,17 @@ def table_mappings(cfg: PipelineConfig) -> dict[str, Any]:
                     "rule-action": "remove-column",
                 }
             )
+    for t in cfg.tables:
+        if t.qualified_name in full_lob_tables:
+            add(
+                {
+                    "_name": f"full-lob-{t.schema}-{t.name}",
+                    "rule-type": "table-settings",
+                    "object-locator": {"schema-name": t.schema, "table-name": t.name},
+                    # unlimited + bulk-max-size 0: full LOB mode (no inline part).
+                    "lob-settings": {"mode": "unlimited", "bulk-max-size": "0"},
+                }
+            )
     if cfg.dms.change_sequence_column:
         for schema in dict.fromkeys(t.schema for t in cfg.tables):
             add(
@@ -116,8 +134,12 @@ def table_mappings(cfg: PipelineConfig) -> dict[str, Any]:
     return {"rules": rules}
 
 
-def task_settings() -> dict[str, Any]:
+def task_settings(lob_max_size_kb: int = 64) -> dict[str, Any]:
     """Replication task settings that keep DDL and errors safe for an S3 data lake.
+
+    - LOBs (text, jsonb, bytea...) in limited LOB mode up to ``lob_max_size_kb``: DMS would
+      truncate a longer value with only a log warning, so the source endpoint sets
+      ``FailTasksOnLobTruncation`` (the task stops instead: infra/stack/dms.py).
 
     - Full load never drops or truncates what is already in S3 (``DO_NOTHING``): raw files
       are the job's history, and a reload only adds files.
@@ -131,7 +153,7 @@ def task_settings() -> dict[str, Any]:
             "SupportLobs": True,
             "FullLobMode": False,
             "LimitedSizeLobMode": True,
-            "LobMaxSize": 64,
+            "LobMaxSize": lob_max_size_kb,
         },
         "FullLoadSettings": {
             "TargetTablePrepMode": "DO_NOTHING",

@@ -66,6 +66,12 @@ class Dms:
     multi_az: bool = False
     engine_version: str | None = None
     create_service_roles: bool = True  # dms-vpc-role / dms-cloudwatch-logs-role (once per account)
+    # Large values (text, jsonb, bytea; DMS's LOBs). Limited LOB mode replicates values up to
+    # lob_max_size_kb; the source endpoint fails the task on a longer one (never truncates).
+    # Tables listed in full_lob_tables ("schema.table") use full LOB mode instead: no limit,
+    # but DMS looks every LOB up at the source, one at a time (much slower).
+    lob_max_size_kb: int = 64
+    full_lob_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -194,7 +200,7 @@ def parse_env(data: Any, source: str = "<env>") -> EnvConfig:
         bucket_prefix=prefix,
         network=network,
         source=src,
-        dms=Dms(**_section(top.get("dms", {}), f"{source}: dms", Dms)),
+        dms=_parse_dms(top.get("dms", {}), f"{source}: dms"),
         emr=emr,
         retention=Retention(
             **_section(top.get("retention", {}), f"{source}: retention", Retention)
@@ -203,6 +209,17 @@ def parse_env(data: Any, source: str = "<env>") -> EnvConfig:
         athena=Athena(**_section(top.get("athena", {}), f"{source}: athena", Athena)),
         mwaa=Mwaa(**_section(top.get("mwaa", {}), f"{source}: mwaa", Mwaa)),
     )
+
+
+def _parse_dms(data: Any, where: str) -> Dms:
+    dms = Dms(**_section(data, where, Dms))
+    size = dms.lob_max_size_kb
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 102400:
+        raise EnvConfigError(f"{where}.lob_max_size_kb: {size!r} (1..102400, DMS's limit)")
+    tables = dms.full_lob_tables or ()
+    if isinstance(tables, str) or not all(isinstance(t, str) and t.count(".") == 1 for t in tables):
+        raise EnvConfigError(f"{where}.full_lob_tables: a list of 'schema.table' names")
+    return Dms(**{**vars(dms), "full_lob_tables": tuple(tables)})
 
 
 def _section(data: Any, where: str, cls: type) -> dict[str, Any]:

@@ -145,6 +145,9 @@ class Dms(Construct):
                 secrets_manager_access_role_arn=self.secret_role.role_arn,
                 heartbeat_enable=True,
                 capture_ddls=True,
+                # Limited LOB mode truncates a value over LobMaxSize with only a log warning:
+                # stop the task instead (env dms.lob_max_size_kb / full_lob_tables fix it).
+                fail_tasks_on_lob_truncation=True,
             ),
         )
         self.target = dms.CfnEndpoint(
@@ -174,8 +177,12 @@ class Dms(Construct):
             replication_instance_arn=self.instance.ref,
             source_endpoint_arn=self.source.ref,
             target_endpoint_arn=self.target.ref,
-            table_mappings=json.dumps(dms_settings.table_mappings(cfg), sort_keys=True),
-            replication_task_settings=json.dumps(dms_settings.task_settings(), sort_keys=True),
+            table_mappings=json.dumps(
+                dms_settings.table_mappings(cfg, env.dms.full_lob_tables), sort_keys=True
+            ),
+            replication_task_settings=json.dumps(
+                dms_settings.task_settings(env.dms.lob_max_size_kb), sort_keys=True
+            ),
         )
         self.task.node.add_dependency(self.task_logs)
         for d in deps:

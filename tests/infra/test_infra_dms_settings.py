@@ -158,3 +158,34 @@ def test_task_settings_keep_ddl_and_errors_safe():
     assert s["ErrorBehavior"]["FailOnNoTablesCaptured"] is True
     assert s["ErrorBehavior"]["DataErrorPolicy"] == "STOP_TASK"
     assert s["Logging"]["EnableLogging"] is True
+
+
+def test_lobs_never_truncate_silently():
+    # Limited LOB mode up to the configured size; a longer value stops the task (the source
+    # endpoint's FailTasksOnLobTruncation, checked on the template) instead of truncating.
+    assert task_settings()["TargetMetadata"] == {
+        "SupportLobs": True,
+        "FullLobMode": False,
+        "LimitedSizeLobMode": True,
+        "LobMaxSize": 64,
+    }
+    assert task_settings(lob_max_size_kb=1024)["TargetMetadata"]["LobMaxSize"] == 1024
+
+
+def test_full_lob_tables_get_a_table_settings_rule():
+    cfg = config()
+    big = cfg.tables[0].qualified_name
+    rules = table_mappings(cfg, full_lob_tables=(big,))["rules"]
+    settings = [r for r in rules if r["rule-type"] == "table-settings"]
+    assert settings == [
+        {
+            "rule-id": settings[0]["rule-id"],
+            "rule-name": f"{settings[0]['rule-id']}-full-lob-{big.replace('.', '-')}",
+            "rule-type": "table-settings",
+            "object-locator": dict(zip(("schema-name", "table-name"), big.split("."), strict=True)),
+            "lob-settings": {"mode": "unlimited", "bulk-max-size": "0"},
+        }
+    ]
+    assert [r["rule-id"] for r in rules] == [str(i) for i in range(1, len(rules) + 1)]
+    with pytest.raises(DmsSettingsError, match="not tables of the pipeline config"):
+        table_mappings(cfg, full_lob_tables=("nope.nope",))

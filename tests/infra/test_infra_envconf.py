@@ -39,3 +39,16 @@ def test_account_ids_are_refused(tmp_path):
     (tmp_path / "x.yaml").write_text(text)
     with pytest.raises(EnvConfigError, match="account id"):
         load_env("x", env_dir=tmp_path)
+
+
+def test_lob_settings_are_checked():
+    data = base()
+    data["dms"].update(lob_max_size_kb=256, full_lob_tables=["s.big"])
+    env = parse_env(data)
+    assert (env.dms.lob_max_size_kb, env.dms.full_lob_tables) == (256, ("s.big",))
+    data["dms"]["lob_max_size_kb"] = 200_000
+    with pytest.raises(EnvConfigError, match=r"dms.lob_max_size_kb: 200000 \(1..102400"):
+        parse_env(data)
+    data["dms"].update(lob_max_size_kb=64, full_lob_tables="s.big")
+    with pytest.raises(EnvConfigError, match="full_lob_tables: a list of 'schema.table'"):
+        parse_env(data)

@@ -88,6 +88,8 @@ def test_source_endpoint_uses_secrets_manager_and_tls(synth):
         "Ref" in pg["SecretsManagerSecretId"] and "Fn::GetAtt" in pg["SecretsManagerAccessRoleArn"]
     )
     assert "Password" not in src and "Username" not in src
+    # Limited LOB mode must stop the task on a value over LobMaxSize, never truncate it.
+    assert pg["FailTasksOnLobTruncation"] is True
     assert src["SslMode"] in ("require", "verify-ca", "verify-full")
     rot = synth.one("AWS::SecretsManager::RotationSchedule")
     assert (
