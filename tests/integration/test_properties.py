@@ -1,5 +1,5 @@
 """Invariants 1-3 as properties: any change stream, applied in any schedule, ends equal to the
-source.
+source, and the table's history equal to the source's timeline.
 
 Hypothesis draws a small source history for one table (``id`` key over 8 values, partition
 ``p`` over 3 values, ``v``): a snapshot (the full load), then transactions over 3-4 CDC hours.
@@ -7,8 +7,10 @@ A plain-Python model of the source database gives the expected table. The change
 as DMS files (1-3 per hour, rows in random order inside a file, some files delivered twice under
 a new name) that become visible at random points of a random schedule of incremental runs
 (reruns, backfills, hours whose files arrive after later hours were applied). After every run the
-table must equal "latest change per key wins" over the files applied so far; after the last run
-it must equal the source, and one more identical run must be a no-op.
+table must equal "latest change per key wins" over the files applied so far, and its history
+(SCD type 2, every column tracked or only ``p``) the timeline of those changes replayed in commit
+order; after the last run both must equal the source's, and one more identical run must be a
+no-op.
 
 Each example costs ~5 job runs of Spark, so the example count is small and fixed
 (``derandomize``: CI always tries the same examples). Locally:
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from chispa import assert_df_equality
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from pyspark.sql import functions as F
@@ -98,6 +101,8 @@ class Scenario:
     files: tuple[DmsFile, ...]
     runs: tuple[Run, ...]
     source: dict[int, tuple[str, str]]  # the source table after every change
+    tracked: tuple[str, ...]  # the history's tracked columns
+    timeline: list[tuple]  # the source's history (see history_in_order)
 
     def describe(self) -> str:
         lines = [f"snapshot: {sorted(self.snapshot.items())}"]
@@ -108,6 +113,7 @@ class Scenario:
             lines.append(f"run {i}: inc({r.args()})")
         lines.append(f"run {len(self.runs)}: inc(until={hour_arg(self.hours)}) and again (noop)")
         lines.append(f"source: {sorted(self.source.items())}")
+        lines.append(f"history tracks {self.tracked}")
         return "\n".join(lines)
 
 
@@ -132,10 +138,49 @@ def as_rows(state: dict) -> list[tuple]:
     return sorted((k, p, v) for k, (p, v) in state.items())
 
 
+LOAD_SEQ = "0" * 35
+
+
+def history_in_order(snapshot: dict, changes: Iterable[Change], tracked: tuple[str, ...]) -> list:
+    """The source's history: the snapshot (at the load's time), then the changes replayed in
+    commit order, one commit time at a time. After each commit time, a key whose row now
+    differs in a tracked column from its current version (or that had none) gets a new
+    version; a key whose row is gone has its version closed; otherwise the version takes the
+    row's values in place. Rows: ``(id, p, v, valid_from, valid_to, is_current, op, commit
+    ts, seq)`` of each version's newest change."""
+    load = datetime.fromisoformat(LOAD_TS).replace(tzinfo=UTC)
+    seed = [Change("I", k, p, v, load, LOAD_SEQ) for k, (p, v) in snapshot.items()]
+    ordered = sorted(set(changes) | set(seed), key=lambda c: (c.ts, c.seq))
+    versions: dict[int, list[list]] = {}
+    for at in sorted({c.ts for c in ordered}):
+        last = {c.key: c for c in ordered if c.ts == at}  # the last change of the instant
+        for key, c in last.items():
+            mine = versions.setdefault(key, [])
+            current = mine[-1] if mine and mine[-1][4] is None else None
+            row = {"p": c.p, "v": c.v}
+            if c.op == "D":
+                if current:
+                    current[4] = at
+            elif current is None or any(
+                current[i] != row[n] for i, n in ((1, "p"), (2, "v")) if n in tracked
+            ):
+                if current:
+                    current[4] = at
+                mine.append([key, c.p, c.v, at, None, c.op, at, c.seq])
+            else:
+                current[1:3], current[5:8] = [c.p, c.v], [c.op, at, c.seq]
+    return sorted(
+        (k, p, v, f, t, t is None, op, ts, seq)
+        for vs in versions.values()
+        for k, p, v, f, t, op, ts, seq in vs
+    )
+
+
 @st.composite
 def scenarios(draw) -> Scenario:
     parts = st.sampled_from(PARTS)
     keys = st.sampled_from(KEYS)
+    tracked = draw(st.sampled_from([("p", "v"), ("p",)]))
     snap = draw(st.dictionaries(keys, parts, max_size=len(KEYS)))
     snapshot = {k: (p, f"load{k}") for k, p in snap.items()}
     hours = draw(st.integers(3, 4))
@@ -196,7 +241,9 @@ def scenarios(draw) -> Scenario:
         since = draw(st.integers(0, until - 1)) if kind == "backfill" else None
         runs.append(Run(until, since))
 
-    return Scenario(snapshot, hours, tuple(files), tuple(runs), apply_in_order(snapshot, history))
+    source = apply_in_order(snapshot, history)
+    timeline = history_in_order(snapshot, history, tracked)
+    return Scenario(snapshot, hours, tuple(files), tuple(runs), source, tracked, timeline)
 
 
 # ---- the job on a fresh lake per example ----------------------------------------------------
@@ -220,7 +267,9 @@ def write_files(lake: Lake, files: Iterable[DmsFile]) -> None:
 def check_schedule(spark, scenario: Scenario) -> None:
     root = Path(tempfile.mkdtemp(prefix="cdclake-props-"))
     try:
-        lake = Lake(spark, root)
+        settings = True if scenario.tracked == ("p", "v") else {"track_columns": ["p"]}
+        table = {"schema": "s", "name": "t", "primary_key": ["id"], "partition_by": ["p"]}
+        lake = Lake(spark, root, tables=[table | {"history": settings}])
         write_load(lake, scenario.snapshot)
         assert lake.full()["status"] == "succeeded"
 
@@ -233,20 +282,60 @@ def check_schedule(spark, scenario: Scenario) -> None:
             rec = lake.inc(**run.args())
             assert rec["status"] in ("succeeded", "noop"), rec
             applied |= {f for f in visible if f.hour < run.until}
-            expected = apply_in_order(scenario.snapshot, (c for f in applied for c in f.changes))
+            changes = [c for f in applied for c in f.changes]
+            expected = apply_in_order(scenario.snapshot, changes)
             # One cheap read per step (chispa, below, for the final state).
             actual = sorted(tuple(r) for r in lake.df().collect())
             assert actual == as_rows(expected), f"after run {i} ({run.args()})"
+            timeline = history_in_order(scenario.snapshot, changes, scenario.tracked)
+            assert read_history(lake) == timeline, f"history after run {i} ({run.args()})"
 
         write_files(lake, [f for f in scenario.files if f.slot == len(scenario.runs)])
         final = hour_arg(scenario.hours)
         assert lake.inc(final)["status"] in ("succeeded", "noop")
         lake.assert_rows(as_rows(scenario.source))
+        assert_df_equality(
+            history_df(lake),
+            spark.createDataFrame(scenario.timeline, HISTORY_SCHEMA),
+            ignore_row_order=True,
+            ignore_nullable=True,
+        )
         again = lake.inc(final)
         assert again["status"] == "noop", again
         assert again["files"] == 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+HISTORY_COLUMNS = ["id", "p", "v", "_valid_from", "_valid_to", "_is_current"]
+HISTORY_COLUMNS += ["_cdc_op", "_cdc_commit_ts", "_cdc_change_seq"]
+HISTORY_SCHEMA = T.StructType(
+    [
+        T.StructField("id", T.IntegerType()),
+        T.StructField("p", T.StringType()),
+        T.StructField("v", T.StringType()),
+        T.StructField("_valid_from", T.TimestampType()),
+        T.StructField("_valid_to", T.TimestampType()),
+        T.StructField("_is_current", T.BooleanType()),
+        T.StructField("_cdc_op", T.StringType()),
+        T.StructField("_cdc_commit_ts", T.TimestampType()),
+        T.StructField("_cdc_change_seq", T.StringType()),
+    ]
+)
+
+
+def history_df(lake: Lake):
+    path = lake.cfg.history_location(lake.cfg.table(lake.name))
+    return lake.spark.read.format("delta").load(path).select(*HISTORY_COLUMNS)
+
+
+def read_history(lake: Lake) -> list[tuple]:
+    """The history's rows (times as UTC instants: PySpark hands back naive local ones)."""
+
+    def utc(value):
+        return value.astimezone(UTC) if isinstance(value, datetime) else value
+
+    return sorted(tuple(utc(v) for v in r) for r in history_df(lake).collect())
 
 
 @settings(
