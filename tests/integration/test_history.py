@@ -421,3 +421,44 @@ def test_the_validation_queries_pass_on_the_history_and_name_what_breaks_it(lake
         # the history's change time, the live row's, key
         "history_current_vs_live": [(m(3), m(5), 1)],
     }
+
+
+def test_maintenance_compacts_and_re_manifests_the_history_and_compacts_its_change_log(lake):
+    import json
+    from datetime import timedelta
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    import yaml
+
+    from cdclake.cli.maintenance import main as maintain
+    from cdclake.lake.history import CHANGES
+
+    lake.w.load([{"id": i, "p": "a", "v": "x"} for i in range(4)])
+    lake.full()
+    # New keys only (a MERGE rewrites no file then, it adds one), each inserted and then
+    # updated to the same row (so the insert goes to the change log).
+    for key, hour in ((10, H11), (11, "2026-11-22T12")):
+        lake.w.cdc(H10, [U(key, 1, key, "a", "x", op="I"), U(key + 20, 2, key, "a", "x")])
+        lake.inc(hour)
+    path, changes = history_path(lake), lake.cfg.state_location(lake.cfg.table(lake.name), CHANGES)
+    before = lake.spark.createDataFrame(history(lake).collect(), history(lake).schema)
+
+    def files(where: str) -> set[str]:
+        return {urlparse(f).path for f in lake.spark.read.format("delta").load(where).inputFiles()}
+
+    assert len(files(path)) > 1 and len(files(changes)) > 1
+    doc = yaml.safe_load((Path(lake.cfg.raw_root).parent / "pipeline.yaml").read_text())
+    doc["maintenance"] = {"compact_recent_days": 3, "vacuum_retain_hours": 336}
+    config = Path(lake.cfg.raw_root).parent / "maintenance.yaml"
+    config.write_text(yaml.safe_dump(doc))
+    summary = Path(lake.cfg.raw_root).parent / "maintenance.json"
+    now = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    args = ["--config", str(config), "--now", now, "--summary-json", str(summary)]
+    assert maintain(args, spark=lake.spark) == 0
+    (rec,) = json.loads(summary.read_text())
+    assert rec["status"] == "succeeded" and "history" in rec["timings"]
+    assert len(files(path)) == 1 and len(files(changes)) == 1
+    manifest = Path(path, "_symlink_format_manifest", "p=a", "manifest").read_text().split()
+    assert {urlparse(line).path for line in manifest} == files(path)
+    assert_history(lake, [tuple(r) for r in before.collect()])

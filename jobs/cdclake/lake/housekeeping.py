@@ -18,6 +18,7 @@ from pyspark.sql import types as T
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.sql import partition_predicate, table_sql
 from cdclake.lake.bookkeeping import compact as compact_whole
+from cdclake.lake.history import CHANGES as HISTORY_CHANGES
 from cdclake.session import setting
 
 log = logging.getLogger(__name__)
@@ -166,14 +167,14 @@ def expire(spark: SparkSession, path: str, column: str, before: datetime, dry_ru
 def housekeep_bookkeeping(
     spark: SparkSession, cfg: PipelineConfig, table: TableConfig, retain_hours: int, dry_run: bool
 ) -> dict[str, int]:
-    """Compact and vacuum the table's ledger, tombstones and quarantine: every hourly run
-    appends a small file to the ledger (and often to tombstones), and the job reads them whole
-    on every run. Small and unpartitioned, so always compacted whole."""
+    """Compact and vacuum the table's ledger, tombstones, quarantine and history change log:
+    every hourly run appends a small file to the ledger (and often to tombstones), and the job
+    reads them on every run. Small and unpartitioned, so always compacted whole."""
     out = {"bookkeeping_files_compacted": 0, "bookkeeping_files_vacuumed": 0}
     if dry_run:
         return out
     # The lease is left alone: its own appends compact it (and this run holds it).
-    for kind in ("ledger", "tombstones", "quarantine"):
+    for kind in ("ledger", "tombstones", "quarantine", HISTORY_CHANGES):
         path = cfg.state_location(table, kind)
         if not DeltaTable.isDeltaTable(spark, path):
             continue

@@ -11,8 +11,11 @@ Per lake table, in this order:
 3. **regenerate the symlink manifest** (Redshift Spectrum), after both, from the snapshot;
 4. **expire tombstones** whose delete committed before ``now - tombstone_retention_days`` and
    **quarantine rows** quarantined before ``now - quarantine_retention_days``;
-5. **compact and vacuum the bookkeeping tables** (ledger, tombstones, quarantine), which grow by
-   a small file per hourly run.
+5. **compact and vacuum the bookkeeping tables** (ledger, tombstones, quarantine, history
+   change log), which grow by a small file per hourly run.
+
+A table that keeps a history gets steps 1-3 for its history table too (counted with the
+table's).
 
 Why tombstone retention is a safety setting: a tombstone is what makes a replayed change older
 than a delete (a backfill with ``--since``, DMS redelivering after a task restart) stale. Once it
@@ -47,6 +50,7 @@ from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
 from cdclake.lake import manifest
 from cdclake.lake.bookkeeping import TableState
+from cdclake.lake.history import as_table
 from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
 from cdclake.lake.lease import held
 
@@ -133,6 +137,9 @@ def maintain_table(
     )
     with writer:
         done = maintain_data(spark, cfg, table, cut, dry_run, clock)
+        if table.history:
+            add_counts(done, maintain_data(spark, cfg, as_table(table), cut, dry_run, Stopwatch()))
+            clock.lap("history")
         done.update(expire_bookkeeping(spark, cfg, table, cut, dry_run, clock))
         retain = cfg.maintenance.vacuum_retain_hours
         done.update(housekeep_bookkeeping(spark, cfg, table, retain, dry_run))
@@ -173,6 +180,13 @@ def maintain_data(
         done["manifest_regenerated"] = True
         clock.lap("manifest")
     return done
+
+
+def add_counts(done: dict[str, Any], more: dict[str, Any]) -> None:
+    """The history table's maintenance counted with its table's."""
+    for key, value in more.items():
+        if isinstance(value, int) and not isinstance(value, bool):
+            done[key] = int(done.get(key) or 0) + value
 
 
 def expire_bookkeeping(
