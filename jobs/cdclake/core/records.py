@@ -125,6 +125,36 @@ class MaintenanceRecord(Record):
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class ReconcileRecord(Record):
+    """One table's reconciliation against a source extract (:mod:`cdclake.lake.reconcile`).
+
+    Keys are counted once each: ``equal``, ``different`` (same key, other values),
+    ``missing_in_lake``, ``extra_in_lake``, or ``changed_since`` (the lake changed the key
+    after the extract's time, so the two cannot be compared)."""
+
+    run_id: str
+    table: str
+    mode: str
+    status: str  # succeeded | failed (a mismatch, or an error)
+    as_of: str | None = None
+    columns_compared: tuple[str, ...] = ()
+    source_rows: int = 0
+    lake_rows: int = 0
+    equal: int = 0
+    different: int = 0
+    missing_in_lake: int = 0
+    extra_in_lake: int = 0
+    changed_since: int = 0
+    sample_keys: tuple[str, ...] = ()  # up to 20 mismatched keys, as JSON
+    duration_s: float = 0.0
+    error: str | None = None
+
+    @property
+    def mismatches(self) -> int:
+        return self.different + self.missing_in_lake + self.extra_in_lake
+
+
 def to_json(record: Any) -> dict[str, Any]:
     """A record dataclass as plain JSON values (datetimes as ISO text, tuples as lists)."""
     out = {}

@@ -198,7 +198,7 @@ def _commit_ts(raw: DataFrame, layout: DmsLayout) -> Column:
     col = F.col(layout.timestamp_column)
     if isinstance(raw.schema[layout.timestamp_column].dataType, T.TimestampType):
         return col
-    return _parse_dms_timestamp(col)
+    return parse_dms_timestamp(col)
 
 
 def _change_seq(raw: DataFrame, layout: DmsLayout) -> Column:
@@ -221,7 +221,7 @@ def _reason(table: TableConfig, op: Column, commit_ts: Column, kind: str) -> Col
     )
 
 
-def _parse_dms_timestamp(col: Column) -> Column:
+def parse_dms_timestamp(col: Column) -> Column:
     """``yyyy-MM-dd HH:mm:ss[.ffffff]`` (UTC session) -> timestamp; anything else -> null."""
     text = F.trim(col.cast("string"))
     pattern = r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(\.\d{1,9})?$"
