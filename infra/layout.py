@@ -28,6 +28,7 @@ from dataclasses import dataclass
 JOB_ENTRY_KEY = "jobs/cdc_merge.py"
 JOB_PACKAGE_KEY = "jobs/cdclake.zip"
 MAINTENANCE_ENTRY_KEY = "jobs/cdc_maintenance.py"
+RECONCILE_ENTRY_KEY = "jobs/cdc_reconcile.py"
 DAG_PACKAGE_PREFIX = "dags/cdclake"
 JOB_CONFIG_KEY = "conf/pipeline.yaml"
 DEPLOYMENT_KEY = "conf/deployment.json"

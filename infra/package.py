@@ -81,9 +81,10 @@ def build(env: EnvConfig, out: Path, repo: Path = REPO_ROOT, config: Path | None
     text, _ = render_pipeline_config(env, config)
 
     _write(out / layout.JOB_ENTRY_KEY, entry.read_bytes())
-    maintenance = repo / "jobs" / "cdc_maintenance.py"
-    if maintenance.is_file():
-        _write(out / layout.MAINTENANCE_ENTRY_KEY, maintenance.read_bytes())
+    for key in (layout.MAINTENANCE_ENTRY_KEY, layout.RECONCILE_ENTRY_KEY):
+        other = repo / key  # the other entry points: same path in the repo as in the bucket
+        if other.is_file():
+            _write(out / key, other.read_bytes())
     _zip_package(package_dir, out / layout.JOB_PACKAGE_KEY, vendored=VENDORED)
     _write(out / layout.JOB_CONFIG_KEY, text.encode())
     _write(out / layout.MWAA_REQUIREMENTS_KEY, requirements_txt().encode())

@@ -25,7 +25,8 @@ def shipped(tmp_path: Path) -> list[Path]:
         zf.extractall(unpacked)
         names = zf.namelist()
     assert not [n for n in names if not n.endswith(".py") and ".dist-info/" not in n]
-    return [dist / layout.JOB_ENTRY_KEY, dist / layout.MAINTENANCE_ENTRY_KEY, unpacked]
+    entries = (layout.JOB_ENTRY_KEY, layout.MAINTENANCE_ENTRY_KEY, layout.RECONCILE_ENTRY_KEY)
+    return [*(dist / key for key in entries), unpacked]
 
 
 def vermin(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -48,7 +49,7 @@ def vermin(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_everything_shipped_to_emr_runs_on_python_3_9(tmp_path):
     paths = shipped(tmp_path)
-    files = [p for p in paths[2].rglob("*.py")]
+    files = [p for p in paths[-1].rglob("*.py")]
     assert any(p.parts[-2] == "yaml" for p in files) and any("cdclake" in p.parts for p in files)
     res = vermin(*paths)
     assert res.returncode == 0, res.stdout + res.stderr
