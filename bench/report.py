@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from bench import history
 from bench.arms import PHASES
 
 TARGETS = {
@@ -138,6 +139,7 @@ def markdown(doc: dict) -> str:
         if r.get("config"):
             mark += f" (at {r['config']})"
         lines.append(f"| {name} | {_fmt(r['value'])} | ≤ {r['target']} | {mark} |")
+    lines += history.section(doc)
     lines += many_section(doc)
     lines += [
         "",

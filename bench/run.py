@@ -21,7 +21,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import arms, loggrowth, many, measure, report
+from bench import arms, history, loggrowth, many, measure, report
 from bench.data import SCHEMA_NAME, TABLE_NAME, TableSpec, make_batch, write_dms_files
 from bench.plan import (
     ROOT,
@@ -224,6 +224,11 @@ def run(
         bench.warm_up(tuple(dict.fromkeys(a for c in plan.configs for a in c.arms)))
     for cfg in plan.configs:
         bench.config(cfg)
+    # Issue 16: the same batch with the table's history off and on (bench/history.py).
+    big = next((c for c in plan.configs if c.name == plan.big), None)
+    on_off = big and history.measure(
+        spark, work, bench.base(big.table), big.table, big.batch, plan.reps
+    )
     tables = many.run(spark, work / "many", plan.many) if plan.many else None
     if log_json is None:
         log_growth = loggrowth.run(spark, work / "loggrowth", plan.log_marks, plan.reps)
@@ -250,6 +255,8 @@ def run(
         doc["capture"] = capture
     if tables:
         doc["many"] = tables
+    if on_off:
+        doc["history"] = on_off
     if stop:
         spark.stop()
     doc["environment"]["load_before"] = load_before
@@ -286,6 +293,7 @@ def merge(docs: list[dict], plan: Plan) -> dict:
     ]
     first["wall_s"] = max(d["wall_s"] for d in docs)
     first["many"] = next((d["many"] for d in docs if d.get("many")), None)
+    first["history"] = next((d["history"] for d in docs if d.get("history")), None)
     first["ratios"] = report.ratios(
         first["results"], first["log_growth"], plan.big, plan.small, plan.same, first["many"]
     )
