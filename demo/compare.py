@@ -3,7 +3,8 @@ tables registered in the local catalog under their Athena names), against the so
 the same live columns with the expected types, and the same rows, key by key.
 
 The expected side is the source: ``SELECT *`` from PostgreSQL, or the synthetic generator's
-exact final state.
+exact final state. A table that keeps a history is also checked version by version against the
+source's timeline (:func:`compare_history`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from cdclake.catalog.ddl import athena_table_name
-from cdclake.core.config import PipelineConfig
+from cdclake.catalog.ddl import athena_table_name, history_table_name
+from cdclake.core.config import PipelineConfig, TableConfig
 from demo.scenario import HardCase
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,66 @@ def compare_all(
         except Exception as exc:  # noqa: BLE001 - an unreadable table is a FAIL, not a crash
             log.exception("%s: could not compare", name)
             checks.append(TableCheck(name, 0, 0, [f"{type(exc).__name__}: {exc}"]))
+    for t in cfg.tables:
+        if t.history:
+            label = f"{t.schema}.{t.history_name}"
+            try:
+                checks.append(compare_history(spark, cfg, t, expected[t.qualified_name]))
+            except Exception as exc:  # noqa: BLE001 - an unreadable history is a FAIL
+                log.exception("%s: could not compare", label)
+                checks.append(TableCheck(label, 0, 0, [f"{type(exc).__name__}: {exc}"]))
     return checks
+
+
+def compare_history(spark: Any, cfg: PipelineConfig, table: TableConfig, source: Expected):
+    """The history table, read as analysts read it, against the source's timeline (every
+    change the source committed, replayed in commit order: :mod:`demo.timeline`), whose
+    current versions must in turn be the source's rows."""
+    from demo.timeline import versions
+
+    label = f"{table.schema}.{table.history_name}"
+    keys = table.primary_key
+    timeline = versions(cfg, table)
+    names = [n for n, _ in source.columns]
+    fields = [*names, "_valid_from", "_valid_to", "_is_current"]
+    name = f"`{cfg.glue_database}`.`{history_table_name(table)}`"  # validated config names
+    lake = [
+        {c: normalise(v) for c, v in r.asDict().items()}
+        for r in spark.sql(f"select * from {name}").select(*fields).collect()  # noqa: S608
+    ]
+    problems: list[str] = []
+    exp = {(*(v[k] for k in keys), v["_valid_from"]): v for v in timeline}
+    act = {(*(v[k] for k in keys), v["_valid_from"]): v for v in lake}
+    if len(act) != len(lake):
+        problems.append("the history has a key with two versions from the same time")
+    missing, extra = sorted(set(exp) - set(act)), sorted(set(act) - set(exp))
+    differ = sorted(
+        k for k in set(exp) & set(act) if any(exp[k].get(c) != act[k][c] for c in fields)
+    )
+    for what, ks in (("missing from the history", missing), ("not in the timeline", extra)):
+        if ks:
+            problems.append(f"{len(ks)} version(s) {what}, first: {ks[:5]}")
+    for k in differ[:10]:
+        diffs = {c: (exp[k].get(c), act[k][c]) for c in fields if exp[k].get(c) != act[k][c]}
+        problems.append(f"  version {k}: timeline vs history {diffs}")
+    if differ:
+        problems.insert(0, f"{len(differ)} version(s) differ")
+    # The timeline is the capture's record of the source: it must end at the source's rows.
+    current = {
+        tuple(v[k] for k in keys): {c: v.get(c) for c in names}
+        for v in timeline
+        if v["_is_current"]
+    }
+    rows = {
+        tuple(normalise(r.get(k)) for k in keys): {c: normalise(r.get(c)) for c in names}
+        for r in source.rows
+    }
+    if current != rows:
+        problems.append(
+            f"the timeline's current versions are not the source's rows "
+            f"({len(set(current) ^ set(rows))} key(s) differ)"
+        )
+    return TableCheck(label, len(timeline), len(lake), problems)
 
 
 def _cases_by_key(cases: Sequence[HardCase], name: str) -> dict[tuple, list[str]]:

@@ -26,10 +26,13 @@ of the same entry script EMR Serverless runs):
    change nothing;
 5. print each run's per-table summary, then compare every lake table, read through Spark SQL
    over the local catalog (as analysts query it), with the source: PostgreSQL's ``SELECT *``,
-   or the generator's exact expected state. PASS/FAIL per table.
+   or the generator's exact expected state; and a table's history (``history:`` in the
+   config), version by version, with the source's timeline: every change it committed, as the
+   capture or the generator wrote them, replayed in commit order (:mod:`demo.timeline`),
+   ending at those same rows. PASS/FAIL per table.
 
-Exit status: 0 when every DAG run succeeded, the backfill changed nothing and every table
-matches; 1 otherwise; 2 for bad arguments or config.
+Exit status: 0 when every DAG run succeeded, the backfill changed nothing and every table (and
+history) matches; 1 otherwise; 2 for bad arguments or config.
 """
 
 from __future__ import annotations
