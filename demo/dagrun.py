@@ -134,8 +134,23 @@ class DagRunner:
         self.results.append(result)
         for rec in records:
             log.info("  %s", summary_line(rec))
+        # One line per DAG run on the console (demo.run_demo shows only these and warnings).
+        changed = sum(
+            int(r.get("rows_inserted") or 0)
+            + int(r.get("rows_updated") or 0)
+            + int(r.get("rows_deleted") or 0)
+            for r in records
+        )
         if result.ok:
-            log.info("DAG run %s: success in %.1f s", label, seconds)
+            log.info(
+                "DAG run %-10s %-22s success in %5.1f s, %d table(s), %d row(s) changed",
+                label,
+                dag_id,
+                seconds,
+                len(records),
+                changed,
+                extra={"progress": True},
+            )
         else:
             log.error("DAG run %s: %s; tasks not successful: %s", label, dr.state, failed)
         return result

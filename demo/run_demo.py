@@ -40,12 +40,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from cdclake.catalog.types import spark_type_name
 from cdclake.core.config import ConfigError, PipelineConfig, load_config
@@ -108,11 +109,76 @@ def wipe(root: Path) -> None:
         shutil.rmtree(root)
 
 
+# ---- logging ---------------------------------------------------------------------------------
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Our loggers: the job's, the demo's, the DAGs' and the capture's. Their warnings and progress
+# lines reach the console, all their records the log file; everything else (Airflow, Spark)
+# reaches the log file through the process's redirected stdout and stderr.
+CONSOLE_LOGGERS = ("cdclake", "cdclake_dags", "demo", "capture")
+
+
+class _Console(logging.Filter):
+    """The console shows warnings and errors of our loggers, and the progress lines (one per
+    DAG run, marked ``extra={"progress": True}``); everything goes to the log file."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or bool(getattr(record, "progress", False))
+
+
+class Console:
+    """The terminal, kept aside once everything else is sent to the log file."""
+
+    out: TextIO = sys.stdout
+    handler: logging.StreamHandler | None = None
+
+
+def setup_logging(level: str) -> None:
+    """Our loggers get their own handlers and do not propagate: Airflow reconfigures the root
+    logger when it is imported and again per DAG run."""
+    Console.handler = logging.StreamHandler(sys.stderr)
+    Console.handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    Console.handler.addFilter(_Console())
+    for name in CONSOLE_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(getattr(logging, str(level).upper(), logging.INFO))
+        logger.addHandler(Console.handler)
+        logger.propagate = False
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def log_to_file(path: Path) -> Path:
+    """From now on the process's own stdout and stderr (Airflow's messages, the JVM's, every
+    log record) go to ``path``; the report and the console handler keep the terminal."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    Console.out = os.fdopen(os.dup(1), "w", buffering=1)
+    if Console.handler is not None:
+        Console.handler.setStream(os.fdopen(os.dup(2), "w", buffering=1))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    for name in CONSOLE_LOGGERS:
+        logging.getLogger(name).addHandler(handler)
+    return path
+
+
+def log_tail(path: Path, lines: int = 60) -> str:
+    """The end of the log file (shown when the demo fails)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
 # ---- the demo --------------------------------------------------------------------------------
 def _emit(text: str = "") -> None:
-    """The deliberate report on stdout (progress goes to the log on stderr)."""
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    """The deliberate report on the terminal's stdout (everything else: the log file)."""
+    Console.out.write(text + "\n")
+    Console.out.flush()
 
 
 def prepare(args: argparse.Namespace) -> tuple[Path, PipelineConfig, Path]:
@@ -274,25 +340,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    setup_logging(args.log_level)
     try:
         prepared = prepare(args)
     except (ConfigError, ValueError) as exc:
         log.error("%s", exc)
         return 2
+    log_file = log_to_file(prepared[2].parent / "make-run.log")
+    _emit(f"Full log (Airflow, Spark, the job): {log_file}")
     from capture.pgcluster import ClusterError
     from demo.pgsource import SourceSetupError
 
     try:
-        return run(*prepared, args)
+        code = run(*prepared, args)
     except (ClusterError, SourceSetupError) as exc:  # PostgreSQL missing, cannot start, ...
         log.error("%s: %s", type(exc).__name__, exc)
-        return 1
+        code = 1
+    except Exception:
+        log.exception("the demo stopped")
+        code = 1
+    if code:
+        _emit(f"\nThe end of {log_file}:\n{log_tail(log_file)}")
+    return code
 
 
 if __name__ == "__main__":

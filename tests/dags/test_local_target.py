@@ -25,6 +25,8 @@ from demo.run_demo import main
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ["delta_emr_source.travel_details", "delta_emr_source.ticket_sales"]
+# Checked too, version by version against the source's timeline (conf: history on).
+HISTORIES = ["delta_emr_source.travel_details_history"]
 
 
 def write_config(tmp_path: Path, raw_root: str, curated_root: str) -> Path:
@@ -83,7 +85,7 @@ def assert_runs_and_tables(proc: subprocess.CompletedProcess, report: dict, labe
     ), backfill
 
     tables = {t["table"]: t for t in report["tables"]}
-    assert sorted(tables) == sorted(TABLES)
+    assert sorted(tables) == sorted(TABLES + HISTORIES)
     for name, t in tables.items():
         assert t["equal"], (name, t["problems"])
         assert t["expected_rows"] == t["actual_rows"] > 0
