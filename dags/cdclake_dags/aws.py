@@ -268,6 +268,11 @@ def maintain(s: DagSettings, planned: Any) -> Any:
     return emr_job(s, "maintain", entry, planned["args"])
 
 
+def reconcile(s: DagSettings, planned: Any) -> Any:
+    entry = s.need("JobEntryPoint").rsplit("/", 1)[0] + "/cdc_reconcile.py"
+    return emr_job(s, "reconcile", entry, planned["reconcile_args"])
+
+
 # ---- catalog and checks ---------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ Task graph (same ids on both targets; each DAG's ``chain(...)`` below)::
 
     hourly:      check_source >> wait_for_hour >> plan >> merge >> register_catalog >> validate
     full load:   plan >> start_source >> wait_full_load >> merge >> register_catalog >> validate
-    maintenance: plan >> maintain >> register_catalog
+    maintenance: plan >> maintain >> register_catalog [>> reconcile, when reconcile_extract is set]
 
 The ``validate`` checks judge freshness at the run's own time, which ``plan`` pushes as the XCom
 ``as_of`` (:func:`cdclake_dags.plan.check_time`: the data interval's end; for a full load
@@ -157,11 +157,10 @@ def build_maintenance_dag(s: DagSettings, dag_id: str = MAINTENANCE_DAG_ID) -> D
         doc_md=__doc__,
     ) as dag:
         planned = maintenance_plan(s, t, dag_id)
-        chain(
-            planned,
-            t.maintain(s, planned),
-            t.register_catalog(s, planned),
-        )
+        steps = [planned, t.maintain(s, planned), t.register_catalog(s, planned)]
+        if s.reconcile_extract:  # the lake against a source extract (reads only)
+            steps.append(t.reconcile(s, planned))
+        chain(*steps)
     return use_writers_pool(dag)
 
 
@@ -244,10 +243,16 @@ def maintenance_plan(s: DagSettings, t: Target, dag_id: str) -> XComArg:
             known_tables=s.table_names,
         )
         extra = t.job_extra_args(s, dag_id, run_id, "maintain")
-        return {
+        out = {
             "args": p.arguments(t.job_config_uri(s), *extra),
             "tables": p.tables or s.table_names,
         }
+        if s.reconcile_extract:
+            checks = t.job_extra_args(s, dag_id, run_id, "reconcile")
+            out["reconcile_args"] = plan.reconcile_arguments(
+                p, t.job_config_uri(s), s.reconcile_extract, *checks
+            )
+        return out
 
     return plan_run()
 

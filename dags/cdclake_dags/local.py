@@ -300,6 +300,14 @@ def maintain(s: DagSettings, planned: Any) -> Any:
     return run(planned["args"])
 
 
+def reconcile(s: DagSettings, planned: Any) -> Any:
+    @task(task_id="reconcile")
+    def run(args: list[str]) -> list[dict[str, Any]]:
+        return run_job(s, "cdc_reconcile.py", args)
+
+    return run(planned["reconcile_args"])
+
+
 # ---- catalog and checks ---------------------------------------------------------------------
 # Glue and Athena's stand-ins, without a JVM (under a real executor every task is its own
 # process, so a Spark session per task would start a JVM per task): the catalog is a file of

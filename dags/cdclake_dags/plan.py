@@ -148,6 +148,17 @@ class MaintenancePlan:
         return [*args, "--run-id", self.run_id, *_without_option(extra, "--metrics")]
 
 
+def reconcile_arguments(
+    p: MaintenancePlan, config_uri: str, extract: str, *extra: str
+) -> list[str]:
+    """The reconciliation check of the maintenance run's tables (``cdc_reconcile.py``): the
+    same tables and run id, the extract's own moment (no ``--now``), no metrics."""
+    args = ["--config", config_uri, "--extract", extract]
+    if p.tables:
+        args += ["--tables", ",".join(p.tables)]
+    return [*args, "--run-id", p.run_id, *_without_option(extra, "--metrics")]
+
+
 def plan_maintenance(
     *,
     dag_id: str,

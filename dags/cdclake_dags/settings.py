@@ -27,6 +27,9 @@ local_source        local: ``postgres`` (the PostgreSQL capture, ``capture/``, w
                     or ``none`` (files are delivered by something else); default ``demo``
 demo_options        local: JSON options of the demo generator (seed, hours, rows, ...)
 runs_dir            local: where job summaries/logs go (default ``<curated_root>/_runs``)
+reconcile_extract   a source extract (URI; ``<extract>/<schema>/<table>/`` Parquet, e.g. a DMS
+                    full-load-only task's output): when set, the maintenance DAG ends with
+                    ``reconcile`` (``cdc_reconcile.py``: lake vs extract, fails on a mismatch)
 ==================  ==========================================================================
 """
 
@@ -91,6 +94,7 @@ class DagSettings:
     local_source: str = "demo"
     demo_options: dict[str, Any] = field(default_factory=dict)
     runs_dir: Path | None = None
+    reconcile_extract: str = ""  # "": no reconcile task
 
     @property
     def table_names(self) -> list[str]:
@@ -216,6 +220,8 @@ def load_settings(get: Any = _airflow_get) -> DagSettings:
         kwargs["demo_options"] = options
     if (v := get("runs_dir")) is not None:
         kwargs["runs_dir"] = Path(v)
+    if v := (get("reconcile_extract") or "").strip():
+        kwargs["reconcile_extract"] = v
     if target == "aws":
         dep_path = Path(get("deployment_file") or DAGS_DIR / "cdclake_conf" / "deployment.json")
         kwargs["deployment"] = load_deployment(dep_path)

@@ -34,6 +34,9 @@ class Target(Protocol):
     def maintain(self, s: DagSettings, planned: XComArg) -> Step:
         """The maintenance job with ``planned["args"]``, waited for (task id ``maintain``)."""
 
+    def reconcile(self, s: DagSettings, planned: XComArg) -> Step:
+        """The reconciliation check with ``planned["reconcile_args"]`` (task id ``reconcile``)."""
+
     def register_catalog(self, s: DagSettings, planned: XComArg) -> Step:
         """Register ``planned["tables"]`` in the query engine's catalog."""
 

@@ -228,3 +228,24 @@ def test_aws_target_without_deployment_is_a_clear_import_error(monkeypatch, tmp_
     bag = DagBag(dag_folder=str(DAGS))
     assert len(bag.import_errors) == 3
     assert all("make deploy" in err for err in bag.import_errors.values())
+
+
+@pytest.mark.parametrize("target", ["local", "aws"])
+def test_maintenance_ends_with_reconcile_only_when_an_extract_is_set(monkeypatch, tmp_path, target):
+    assert (
+        "reconcile"
+        not in load_dagbag(monkeypatch, tmp_path, target).dags["cdclake_maintenance"].task_dict
+    )
+    monkeypatch.setenv("AIRFLOW__CDCLAKE__RECONCILE_EXTRACT", "s3://example-raw/reconcile")
+    dag = load_dagbag(monkeypatch, tmp_path, target).dags["cdclake_maintenance"]
+    assert edges(dag) == EDGES["cdclake_maintenance"] | {
+        ("register_catalog", "reconcile"),
+        ("plan", "reconcile"),
+    }
+    from cdclake_dags.pools import WRITERS_POOL
+
+    # It only reads the lake: not in the writers' pool, so it never waits for a merge.
+    assert dag.get_task("reconcile").pool != WRITERS_POOL
+    if target == "aws":
+        driver = dag.get_task("reconcile").job_driver["sparkSubmit"]
+        assert driver["entryPoint"] == "s3://example-artifacts/jobs/cdc_reconcile.py"

@@ -261,3 +261,24 @@ def test_check_time_is_utc_and_must_exist():
         plan.check_time(data_interval_end=datetime(2026, 11, 22, 11))
     with pytest.raises(ValueError, match="no time"):
         plan.check_time(data_interval_end=None, logical_date=None, run_after=None)
+
+
+def test_reconcile_checks_the_maintenance_runs_tables_at_the_extracts_moment():
+    # Same tables and run id as the maintenance job; no --now (the extract has its own
+    # moment) and no metrics.
+    p = maintenance(tables=["s.b"])
+    args = plan.reconcile_arguments(
+        p, "c.yaml", "s3://raw/reconcile", "--profile", "emr", "--metrics", "cloudwatch"
+    )
+    assert args == [
+        "--config",
+        "c.yaml",
+        "--extract",
+        "s3://raw/reconcile",
+        "--tables",
+        "s.b",
+        "--run-id",
+        "m__r",
+        "--profile",
+        "emr",
+    ]
