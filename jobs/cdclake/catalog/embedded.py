@@ -30,7 +30,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cdclake.catalog.ddl import AUDIT_LABEL, AUDIT_TABLE, DdlError, athena_table_name, check_names
+from cdclake.catalog.ddl import (
+    AUDIT_LABEL,
+    AUDIT_TABLE,
+    DdlError,
+    athena_table_name,
+    check_names,
+    history_table_name,
+)
 from cdclake.catalog.deltalog import DeltaLogError, LocalStore, read_table_meta
 from cdclake.catalog.register import CatalogError
 from cdclake.catalog.validation import validation_queries
@@ -66,17 +73,13 @@ def _names(cfg: PipelineConfig, table: TableConfig | None) -> tuple[str, list[st
 def _history_names(cfg: PipelineConfig, table: TableConfig) -> tuple[str, list[str]] | None:
     """The Delta folder and catalog names of the table's history table, where the config keeps
     one (``history:``, :mod:`cdclake.lake.history`); None otherwise."""
-    # (The history tables' names and folders come with the history feature's config and DDL
-    # helpers; the ignores keep this module checkable with and without them.)
-    if not getattr(table, "history", None):
+    if not table.history:
         return None
-    from cdclake.catalog import ddl
-
     names = [
-        f"{table.schema}.{table.history_name}",  # type: ignore[attr-defined]
-        f"{cfg.glue_database}.{ddl.history_table_name(table)}",  # type: ignore[attr-defined]
+        f"{table.schema}.{table.history_name}",
+        f"{cfg.glue_database}.{history_table_name(table)}",
     ]
-    return cfg.history_location(table), names  # type: ignore[attr-defined]
+    return cfg.history_location(table), names
 
 
 def _entry(location: str) -> dict[str, Any]:
