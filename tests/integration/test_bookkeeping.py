@@ -1,6 +1,7 @@
 """Bookkeeping mechanics: JVM-built rows, one file per append, auto-compaction, scratch files."""
 
 import re
+import shutil
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -100,3 +101,25 @@ def test_a_failed_run_leaves_no_scratch_files(lake, monkeypatch):
     monkeypatch.undo()
     lake.inc("2026-11-22T11")
     lake.assert_rows([(1, "a", "n")])
+
+
+def test_prepare_audit_creates_or_widens_the_table_without_a_data_file(lake):
+    from cdclake.lake.bookkeeping import AUDIT_SCHEMA, prepare_audit
+
+    path = lake.cfg.audit_location
+    prepare_audit(lake.spark, lake.cfg)
+    created = lake.spark.read.format("delta").load(path)
+    assert created.schema.fieldNames() == AUDIT_SCHEMA.fieldNames() and created.count() == 0
+    assert _files(path) == 0
+    # An audit table written before the record grew two fields: they are added, rows kept.
+    shutil.rmtree(path)
+    grown = ("overrides", "deferred_files")
+    older = T.StructType([f for f in AUDIT_SCHEMA.fields if f.name not in grown])
+    lake.spark.createDataFrame([], older).write.format("delta").save(path)
+    before = _files(path)
+    prepare_audit(lake.spark, lake.cfg)
+    widened = lake.spark.read.format("delta").load(path)
+    assert set(widened.columns) == set(AUDIT_SCHEMA.fieldNames())
+    assert _files(path) == before
+    prepare_audit(lake.spark, lake.cfg)  # nothing left to add: no commit
+    assert DeltaTable.forPath(lake.spark, path).history().count() == 2

@@ -192,14 +192,17 @@ class TableState:
 
 def prepare_audit(spark: SparkSession, cfg: PipelineConfig) -> None:
     """Create the audit table, or add the record's newer columns to it, before the run's
-    tables append to it side by side (appends that change the schema would conflict)."""
+    tables append to it side by side (appends that change the schema would conflict). Only
+    metadata commits: no data file."""
     path = cfg.audit_location
-    if DeltaTable.isDeltaTable(spark, path):
-        have = set(spark.read.format("delta").load(path).columns)
-        if set(AUDIT_SCHEMA.fieldNames()) <= have:
-            return
-    df = local_frame(spark, [], AUDIT_SCHEMA)
-    df.write.format("delta").mode("append").option("mergeSchema", "true").save(path)
+    if not DeltaTable.isDeltaTable(spark, path):
+        DeltaTable.createIfNotExists(spark).location(path).addColumns(AUDIT_SCHEMA).execute()
+        return
+    have = set(spark.read.format("delta").load(path).columns)
+    missing = [f for f in AUDIT_SCHEMA.fields if f.name not in have]
+    if missing:
+        columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in missing)
+        spark.sql(f"ALTER TABLE delta.`{path}` ADD COLUMNS ({columns})")
 
 
 def append_audit(spark: SparkSession, cfg: PipelineConfig, records: Sequence[AuditRecord]) -> None:
