@@ -40,8 +40,8 @@ run: setup $(if $(filter postgres,$(SOURCE)),postgres-deps) ## Replicate a throw
 # Two workers (one per core), whole files per worker (module fixtures stay together): the Spark,
 # Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses.
 PYTEST_WORKERS ?= 2
-test: setup ## Run the whole test suite
-	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+test: setup ## Run the whole test suite (the 30 slowest tests are listed at the end)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
 
 # The edit loop: unit tests and DAG structure tests, nothing that starts a JVM, Airflow's
 # database, moto, PostgreSQL or the CDK (tests are marked by what they start: tests/conftest.py).
