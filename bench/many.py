@@ -21,8 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def spark_jobs(spark) -> int:
-    """Jobs the application has run so far (all threads: job groups are per thread)."""
-    return int(spark.sparkContext._jsc.sc().statusStore().jobsList(None).size())
+    """Jobs the application has started so far (all threads): the newest job id + 1. (The
+    status store keeps only the last ``spark.ui.retainedJobs`` jobs, so counting its list
+    undercounts a long run; ids are sequential.)"""
+    ids = spark.sparkContext._jsc.sc().statusStore().jobsList(None)
+    return max((int(ids.apply(i).jobId()) for i in range(ids.size())), default=-1) + 1
 
 
 def table_name(i: int) -> str:
