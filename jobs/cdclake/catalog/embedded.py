@@ -112,11 +112,12 @@ def register(cfg: PipelineConfig, table_names: Sequence[str] | None = None) -> l
                 failures[label] = str(exc)
             continue
         history = _history_names(cfg, table) if table is not None else None
-        if history is not None:
+        # A history is registered once a run has written it; an unreadable one is a failure.
+        if history is not None and (local_dir(history[0]) / "_delta_log").is_dir():
             try:
                 found.append((_entry(history[0]), history[1]))
-            except DeltaLogError:
-                pass  # registered once a run has written it
+            except DeltaLogError as exc:
+                failures[f"{label} history"] = str(exc)
         result: dict[str, Any] = {"table": label}
         for entry, entry_names in found:
             for name in entry_names:

@@ -24,6 +24,7 @@ from cdclake.cli.scaffold import (
     exit_status,
     for_each_table,
     new_run_id,
+    parse_time,
     setup_logging,
     table_names,
     usage_failure,
@@ -52,13 +53,7 @@ def parser() -> argparse.ArgumentParser:
 
 def parse_now(value: str | None) -> datetime:
     """``--now``: an ISO-8601 time; naive values are UTC."""
-    if value is None:
-        return datetime.now(UTC)
-    try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UsageError(f"--now '{value}' is not a time like 2026-11-23T00:00:00Z") from exc
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return datetime.now(UTC) if value is None else parse_time(value, "--now")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from cdclake.cli.maintenance import parse_now
 from cdclake.cli.scaffold import (
     UsageError,
     add_spark_options,
@@ -25,6 +24,7 @@ from cdclake.cli.scaffold import (
     exit_status,
     for_each_table,
     new_run_id,
+    parse_time,
     setup_logging,
     table_names,
     usage_failure,
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     setup_logging(argv)
     try:
         args = parser().parse_args(argv)
-        as_of = parse_now(args.as_of) if args.as_of else None
+        as_of = parse_time(args.as_of, "--as-of") if args.as_of else None
         cfg = load_config(args.config)
         tables = cfg.select_tables(table_names(args.tables))
     except (UsageError, ConfigError) as exc:

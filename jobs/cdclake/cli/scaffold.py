@@ -75,6 +75,15 @@ def setup_logging(argv: Sequence[str] | None, default: str = "INFO") -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def parse_time(value: str, option: str) -> datetime:
+    """An option's ISO-8601 time (``Z`` or an offset; naive values are UTC), in UTC."""
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"{option} '{value}' is not a time like 2026-11-23T00:00:00Z") from exc
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
 def usage_failure(prog: str, exc: Exception) -> int:
     """Report a usage or config error and return :data:`EXIT_USAGE`."""
     log.error("%s", exc)
