@@ -26,6 +26,7 @@ from pyspark.sql import types as T
 from cdclake.core.columns import OP, ORDER_COLUMNS
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.records import AuditRecord, spark_schema
+from cdclake.lake import tables
 from cdclake.lake.order import ORDER_FIELDS, order_key
 
 QUARANTINE_SCHEMA = T.StructType(
@@ -121,9 +122,11 @@ class TableState:
         self._files: dict[str, int] = {}
 
     def count_files(self, path: str, df: DataFrame) -> None:
-        """Remember how many files the snapshot just read has (cheap: its state is already
-        loaded for the read)."""
-        self._files[path] = len(df.inputFiles())  # 0 for the empty frame of a missing table
+        """Remember how many files the table just read has: from the checksum file Delta
+        writes beside each commit (no Spark job), else from the frame's snapshot, which costs
+        a file-listing job (``inputFiles``)."""
+        files = tables.file_count(self.spark, path)
+        self._files[path] = len(df.inputFiles()) if files is None else files
 
     def append_rows(self, path: str, df: DataFrame) -> None:
         """Append to a bookkeeping table; compact it when it reaches COMPACT_AT_FILES files."""

@@ -116,6 +116,20 @@ def commit(spark: SparkSession, path: str, version: int) -> Commit:
     return Commit(version, dict(info.get("operationMetrics") or {}), info, actions)
 
 
+def file_count(spark: SparkSession, path: str) -> int | None:
+    """How many data files the table's newest version has, from the checksum (``.crc``) Delta
+    writes after each commit (no Spark job); None when that file is absent or unreadable
+    (Delta writes it best effort); 0 when there is no table."""
+    version = head_version(spark, path)
+    if version < 0:
+        return 0
+    try:
+        lines = log_read(spark, f"{path.rstrip('/')}/_delta_log/{version:020d}.crc")
+        return int(json.loads("".join(lines))["numFiles"])
+    except Exception:  # noqa: BLE001 - a missing or odd checksum only costs the slow count
+        return None
+
+
 def last_commit(spark: SparkSession, path: str) -> Commit:
     """The newest commit (ours, right after we made it: the lease keeps others out)."""
     return commit(spark, path, head_version(spark, path))
