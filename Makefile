@@ -28,7 +28,12 @@ $(UV):
 	$(RUN) python tools/fetch_jars.py
 	@touch $@
 
-setup: .venv/.synced .jars/.fetched ## Install Python deps (uv, locked) and the Delta/s3a jars (mvn)
+# Class-data archive of Spark + Delta for quicker local JVM starts (optional: see the script).
+.jars/.cds: .jars/.fetched tools/spark_cds.py
+	$(RUN) python tools/spark_cds.py
+	@touch $@
+
+setup: .venv/.synced .jars/.fetched .jars/.cds ## Install Python deps (uv, locked), the Delta/s3a jars (mvn) and a class-data archive of them
 
 # The local source of `make run`: postgres (a throwaway PostgreSQL replicated by capture/, the
 # default) or demo (the synthetic DMS generator). RUN_ARGS: more run_demo options (--hours ...).

@@ -50,14 +50,16 @@ def job_env() -> dict[str, str]:
 
 def spark_submit_command(s: DagSettings, entry: str, arguments: list[str]) -> list[str]:
     """``spark-submit`` of ``jobs/<entry>``: the local counterpart of EMR's StartJobRun."""
-    from cdclake.session import local_jars
+    from cdclake.session import local_jars, local_java_options
 
+    java_options = local_java_options(short_lived=True)
     return [
         s.spark_submit,
         "--master",
         os.environ.get("CDCLAKE_SPARK_MASTER", "local[2]"),
         "--driver-memory",
         os.environ.get("CDCLAKE_DRIVER_MEMORY", "2g"),
+        *(["--driver-java-options", java_options] if java_options else []),
         "--jars",
         ",".join(local_jars()),
         "--conf",

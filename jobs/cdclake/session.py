@@ -29,6 +29,10 @@ EMR_DELTA_LIB = "/usr/share/aws/delta/lib"
 EMR_DELTA_LIB_ENV = "CDCLAKE_EMR_DELTA_LIB"
 EMR_DELTA_JAR_NAMES = ("delta-spark.jar", "delta-storage.jar", "delta-storage-s3-dynamodb.jar")
 DEFAULT_JARS_DIR = Path(__file__).resolve().parents[2] / ".jars"
+# Spark + Delta classes mapped from an archive instead of loaded one by one at each JVM start
+# (JDK class data sharing; built by ``make setup``: tools/spark_cds.py). Local JVMs only; one
+# that cannot use the archive (other JDK or jars) silently starts without it.
+CDS_ARCHIVE = DEFAULT_JARS_DIR / "spark-cds.jsa"
 
 # Redshift Spectrum reads the symlink manifest, which Delta refuses to maintain with deletion
 # vectors or column mapping on; with the manifest property set, Delta rewrites the manifests of
@@ -119,6 +123,20 @@ def local_jars(jars_dir: Path | None = None) -> list[str]:
     return jars
 
 
+def local_java_options(short_lived: bool = False, archive: Path | None = None) -> str:
+    """JVM options of a local driver: the class-data archive when ``make setup`` built one,
+    and for a short-lived ``spark-submit`` (one job run on small local data) the quick
+    compiler only: C2's compile threads would compete with the job for two cores and pay off
+    only in long runs."""
+    path = archive or Path(os.environ.get("CDCLAKE_CDS_ARCHIVE", CDS_ARCHIVE))
+    opts = []
+    if path.is_file():
+        opts += [f"-XX:SharedArchiveFile={path}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    if short_lived:
+        opts.append("-XX:TieredStopAtLevel=1")
+    return " ".join(opts)
+
+
 def session_conf(
     profile: str,
     *,
@@ -150,6 +168,9 @@ def session_conf(
                 ),
             }
         )
+        java_options = local_java_options()
+        if java_options:  # read when this process starts the JVM (pyspark's spark-submit)
+            conf["spark.driver.extraJavaOptions"] = java_options
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             conf["spark.hadoop.fs.s3a.endpoint"] = endpoint

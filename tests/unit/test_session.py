@@ -7,6 +7,7 @@ from cdclake.session import (
     LogStoreNotConfiguredError,
     check_log_store,
     local_cores,
+    local_java_options,
     log_store_conf,
     session_conf,
 )
@@ -62,3 +63,24 @@ def test_emr_profile_refuses_to_write_s3_without_the_dynamodb_log_store():
 
 def test_lake_tables_checkpoint_at_an_explicit_interval():
     assert LAKE_TABLE_PROPERTIES["delta.checkpointInterval"] == "10"
+
+
+def test_local_jvms_map_the_class_data_archive_only_when_setup_built_it(monkeypatch, tmp_path):
+    (tmp_path / "delta-spark_2.12-3.3.2.jar").touch()
+    archive = tmp_path / "spark-cds.jsa"
+    monkeypatch.setenv("CDCLAKE_CDS_ARCHIVE", str(archive))
+    # No archive: the JVM starts as Spark starts it (nothing to ignore).
+    assert "spark.driver.extraJavaOptions" not in session_conf("local", jars_dir=tmp_path)
+    assert local_java_options() == ""
+    assert local_java_options(short_lived=True) == "-XX:TieredStopAtLevel=1"
+    archive.write_bytes(b"x")
+    opts = session_conf("local", jars_dir=tmp_path)["spark.driver.extraJavaOptions"].split()
+    # A JVM that cannot use the archive must start anyway, silently: logging of it is off.
+    assert opts == [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+    # Long-lived sessions keep the optimising compiler; a one-run spark-submit does not.
+    assert "-XX:TieredStopAtLevel=1" in local_java_options(short_lived=True).split()
+    assert "spark.driver.extraJavaOptions" not in session_conf("emr")
+    # Settings the caller passes win (e.g. a test's own JVM properties).
+    extra = {"spark.driver.extraJavaOptions": "-Dx=1"}
+    conf = session_conf("local", jars_dir=tmp_path, extra=extra)
+    assert conf["spark.driver.extraJavaOptions"] == "-Dx=1"
