@@ -66,9 +66,7 @@ class HistoryTable:
     def started(self) -> bool:
         """Whether the history holds versions: when not (no table yet, or the empty one a
         first run of an empty table created), the run starts it from the live table."""
-        if not self.exists():
-            return False
-        return bool(self.spark.read.format("delta").load(self.path).inputFiles())
+        return tables.files_now(self.spark, self.path) > 0
 
     def schema(self) -> T.StructType | None:
         if not self.exists():
@@ -89,7 +87,7 @@ class HistoryTable:
         if not tables.exists(self.spark, self.log_path):
             return None, 0
         df = self.spark.read.format("delta").load(self.log_path)
-        return _of_keys(df, self.keys, keys, key_range), len(df.inputFiles())
+        return _of_keys(df, self.keys, keys, key_range), tables.files_now(self.spark, self.log_path)
 
     def append_log(self, rows: DataFrame, files: int) -> None:
         """Append to the change log (new source columns are added to it); compacted when it

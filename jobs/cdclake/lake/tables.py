@@ -130,6 +130,15 @@ def file_count(spark: SparkSession, path: str) -> int | None:
         return None
 
 
+def files_now(spark: SparkSession, path: str) -> int:
+    """How many data files the table has now: :func:`file_count`, else Delta's file list of
+    the snapshot (``inputFiles``: a Spark job); 0 when there is no table."""
+    files = file_count(spark, path)
+    if files is None:
+        files = len(spark.read.format("delta").load(path).inputFiles())
+    return files
+
+
 def last_commit(spark: SparkSession, path: str) -> Commit:
     """The newest commit (ours, right after we made it: the lease keeps others out)."""
     return commit(spark, path, head_version(spark, path))
