@@ -60,7 +60,9 @@ SIZING = {
     "spark.databricks.delta.snapshotPartitions": "1",
     "spark.ui.enabled": "false",
     # A short-lived JVM on two cores: the quick JIT tier only, and a small-heap collector.
-    "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+    "spark.driver.extraJavaOptions": (
+        "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"
+    ),
 }
 # The image's jar names for the jars make setup fetched (missing ones are simply absent).
 IMAGE_JARS = {

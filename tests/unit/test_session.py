@@ -72,7 +72,9 @@ def test_local_jvms_map_the_class_data_archive_only_when_setup_built_it(monkeypa
     # No archive: the JVM starts as Spark starts it (nothing to ignore).
     assert "spark.driver.extraJavaOptions" not in session_conf("local", jars_dir=tmp_path)
     assert local_java_options() == ""
-    assert local_java_options(short_lived=True) == "-XX:TieredStopAtLevel=1"
+    # The quick compiler alone, with the code cache tiered compilation would have had.
+    short = "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m"
+    assert local_java_options(short_lived=True) == short
     archive.write_bytes(b"x")
     opts = session_conf("local", jars_dir=tmp_path)["spark.driver.extraJavaOptions"].split()
     # A JVM that cannot use the archive must start anyway, silently: logging of it is off.
