@@ -123,14 +123,14 @@ def local_jars(jars_dir: Path | None = None) -> list[str]:
     return jars
 
 
-def local_java_options(short_lived: bool = False, archive: Path | None = None) -> str:
+def local_java_options(short_lived: bool = False) -> str:
     """JVM options of a local driver: the class-data archive when ``make setup`` built one,
     and for a short-lived ``spark-submit`` (one job run on small local data) the quick
     compiler only: C2's compile threads would compete with the job for two cores and pay off
     only in long runs. With C1 alone the JVM would size its code cache for the interpreter
     (48 MB), which Spark's generated code fills within a few runs ("Out of space in
     CodeCache"); it gets the tiered default (240 MB)."""
-    path = archive or Path(os.environ.get("CDCLAKE_CDS_ARCHIVE", CDS_ARCHIVE))
+    path = Path(os.environ.get("CDCLAKE_CDS_ARCHIVE", CDS_ARCHIVE))
     opts = []
     if path.is_file():
         opts += [f"-XX:SharedArchiveFile={path}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]

@@ -121,12 +121,9 @@ class TableState:
         # Files in the ledger / tombstones as last read by this run.
         self._files: dict[str, int] = {}
 
-    def count_files(self, path: str, df: DataFrame) -> None:
-        """Remember how many files the table just read has: from the checksum file Delta
-        writes beside each commit (no Spark job), else from the frame's snapshot, which costs
-        a file-listing job (``inputFiles``)."""
-        files = tables.file_count(self.spark, path)
-        self._files[path] = len(df.inputFiles()) if files is None else files
+    def count_files(self, path: str) -> None:
+        """Remember how many files the table has (see :func:`cdclake.lake.tables.files_now`)."""
+        self._files[path] = tables.files_now(self.spark, path)
 
     def append_rows(self, path: str, df: DataFrame) -> None:
         """Append to a bookkeeping table; compact it when it reaches COMPACT_AT_FILES files."""
@@ -150,7 +147,7 @@ class TableState:
         schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
         keys = list(key_schema.fieldNames())
         tombs = read_delta(self.spark, self.tombstone_path, schema)
-        self.count_files(self.tombstone_path, tombs)
+        self.count_files(self.tombstone_path)
         if of is not None:
             tombs = tombs.join(of.select(*keys), keys, "left_semi")
         newest = F.max(order_key()).alias("_cdc_d_order")
