@@ -41,6 +41,7 @@ from cdclake.core.dms import dms_timestamp
 
 log = logging.getLogger(__name__)
 FETCH_ROWS = 5_000
+SLOT_RELEASE_WAIT = 10.0  # seconds a just-closed replication connection may hold its slot
 
 
 @dataclass(frozen=True)
@@ -257,12 +258,14 @@ class _LoadFiles:
 
 
 def drop_capture(conn: Any, names: tuple[str, str]) -> list[str]:
-    """Drop the slot and the publication if they exist; returns what was dropped."""
+    """Drop the slot and the publication if they exist; returns what was dropped.
+
+    A slot still in use after ``SLOT_RELEASE_WAIT`` seconds is refused: a capture is running.
+    """
     slot, publication = names
     dropped = []
     with conn.cursor() as cur:
-        cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-        row = cur.fetchone()
+        row = _slot_user(cur, slot, SLOT_RELEASE_WAIT)
         if row is not None:
             if row[0] is not None:
                 raise CaptureError(
@@ -276,6 +279,19 @@ def drop_capture(conn: Any, names: tuple[str, str]) -> list[str]:
             cur.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
             dropped.append(f"publication {publication}")
     return dropped
+
+
+def _slot_user(cur: Any, slot: str, wait: float) -> tuple[Any, ...] | None:
+    """The slot's row (its ``active_pid``), waiting up to ``wait`` seconds for a user to let
+    go: the server process of a replication connection the client has just closed (a flush
+    right before a reload) exits a moment later, and until then the slot shows as active."""
+    deadline = time.monotonic() + wait
+    while True:
+        cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = cur.fetchone()
+        if row is None or row[0] is None or time.monotonic() >= deadline:
+            return row
+        time.sleep(0.1)
 
 
 def drop(opts: Options) -> dict[str, Any]:
