@@ -26,6 +26,7 @@ from capture.files import Columns, RawWriter, build_table
 from capture.options import Options
 from capture.pgoutput import lsn_text, parse_lsn
 from capture.source import (
+    SLOT_RELEASE_WAIT,
     TableInfo,
     TypeResolver,
     check_capturable,
@@ -41,7 +42,6 @@ from cdclake.core.dms import dms_timestamp
 
 log = logging.getLogger(__name__)
 FETCH_ROWS = 5_000
-SLOT_RELEASE_WAIT = 10.0  # seconds a just-closed replication connection may hold its slot
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,10 @@ from cdclake.core.config import DmsLayout, TableConfig
 
 log = logging.getLogger(__name__)
 
+# Seconds a replication connection's server process may outlive its client's close: until it
+# exits, the slot shows as active (a drop or a new stream right after a flush waits for it).
+SLOT_RELEASE_WAIT = 10.0
+
 # Text output must not depend on the server's or the role's defaults: timestamps in UTC, ISO
 # dates, floats that read back exactly, bytea as hex.
 SESSION_SETTINGS = {

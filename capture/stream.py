@@ -52,6 +52,7 @@ from capture.pgoutput import (
     lsn_text,
 )
 from capture.source import (
+    SLOT_RELEASE_WAIT,
     TypeResolver,
     check_capturable,
     check_server,
@@ -146,6 +147,25 @@ class Streamer:
                 signal.signal(sig, handler)
         return self.summary(started, until_idle)
 
+    def _start_replication(self, cur: Any, options: dict[str, str]) -> None:
+        """Start streaming the slot; while another connection holds it, wait up to
+        ``SLOT_RELEASE_WAIT`` seconds (the server process of the previous run's connection
+        exits a moment after its client closed), then let the error say who holds it."""
+        deadline = time.monotonic() + SLOT_RELEASE_WAIT
+        while True:
+            try:
+                cur.start_replication(
+                    slot_name=self.state.slot,
+                    decode=False,
+                    start_lsn=self.state.lsn,
+                    options=options,
+                )
+                return
+            except pg_errors.ObjectInUse:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.1)
+
     def _start(self, cur: Any, until_idle: bool) -> None:
         cur.execute("IDENTIFY_SYSTEM")
         system_id, _, _, dbname = cur.fetchone()
@@ -159,9 +179,7 @@ class Streamer:
         if until_idle:
             options["messages"] = "true"
         try:
-            cur.start_replication(
-                slot_name=self.state.slot, decode=False, start_lsn=self.state.lsn, options=options
-            )
+            self._start_replication(cur, options)
         except pg_errors.ObjectNotInPrerequisiteState as exc:
             raise _slot_lost(self.state.slot, exc) from exc
         except pg_errors.UndefinedObject as exc:

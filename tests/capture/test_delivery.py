@@ -277,3 +277,15 @@ def test_drop_refuses_a_slot_a_running_stream_holds_and_waits_for_one_just_close
         assert source.capture("init", "--force") == 0
     assert source.capture("stream", "--until-idle") == 0
     assert source.capture("drop") == 0
+
+
+def test_streams_back_to_back_wait_for_the_previous_connection_to_let_go(source):
+    make_counts(source)
+    source.configure([COUNTS])
+    assert source.capture("init") == 0
+    made = 0
+    for i in range(5):
+        made += churn(source, 2, start=1000 + 100 * i)
+        assert source.capture("stream", "--until-idle") == 0
+    assert len(distinct_changes(source)) == made
+    source.assert_lake_equals_db("s.counts")
