@@ -86,11 +86,21 @@ def worklist(
     if old is None:
         ups = versions.withColumn(ACTION, F.lit(UPSERT))
         return ups.unionByName(to_log, allowMissingColumns=True)
-    held = old.select(*cols)
+    # One full outer join on key and _valid_from instead of two set differences: each side
+    # is shuffled once (a version equal to the one held writes nothing).
     ids = [*keys, VALID_FROM]
-    ups = versions.subtract(held).withColumn(ACTION, F.lit(UPSERT))
-    kept = versions.select(*ids, F.lit(True).alias("_cdc_kept"))
-    gone = held.subtract(versions).join(kept, ids, "left")
-    action = F.when(F.col("_cdc_kept"), F.lit(MOVED)).otherwise(F.lit(DELETE))
-    gone = gone.select(*cols, action.alias(ACTION))
-    return ups.unionByName(gone).unionByName(to_log, allowMissingColumns=True)
+    new = versions.select(*ids, F.struct(*cols).alias("_cdc_new"))
+    held = old.select(*ids, F.struct(*cols).alias("_cdc_held"))
+    both = new.join(held, ids, "full_outer")
+    now, was = F.col("_cdc_new"), F.col("_cdc_held")
+    differ = ~now.eqNullSafe(was)
+
+    def tagged(row: Column, action: Column) -> Column:
+        return F.struct(*(row[c].alias(c) for c in cols), action.alias(ACTION))
+
+    upsert = F.when(now.isNotNull() & differ, tagged(now, F.lit(UPSERT)))
+    replaced = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
+    replaced = F.when(was.isNotNull() & differ, tagged(was, replaced))
+    rows = both.select(F.explode(F.array(upsert, replaced)).alias("_cdc_work"))
+    rows = rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
+    return rows.unionByName(to_log, allowMissingColumns=True)
