@@ -1,6 +1,6 @@
 """Where one warm incremental run of the job spends its Spark jobs.
 
-    python -m bench.profile [--rows 20000] [--runs 3]
+    python -m bench.profile [--rows 20000] [--runs 3] [--history] [--all-jobs]
 
 Builds a small lake, applies ``--runs`` hourly batches in one session and prints, for the last
 run, its phases and its Spark jobs grouped by what Delta or the job calls them, with their
@@ -56,11 +56,22 @@ def group(jobs: list[tuple[int, str, int]]) -> list[tuple[str, int, int]]:
     return sorted(((w, len(v), sum(v)) for w, v in by.items()), key=lambda t: -t[1])
 
 
+def _keep_history(config: Path) -> None:
+    import yaml
+
+    doc = yaml.safe_load(config.read_text())
+    for table in doc["tables"]:
+        table["history"] = True
+    config.write_text(yaml.safe_dump(doc))
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench.profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "profile")
+    p.add_argument("--history", action="store_true", help="the table keeps a history")
+    p.add_argument("--all-jobs", action="store_true", help="also list every job, in order")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("cdclake").setLevel(logging.WARNING)
@@ -76,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         batch = make_batch(spec, BatchSpec(0.01, "hot", seed=h), hour)
         write_dms_files(batch, raw / SCHEMA_NAME / TABLE_NAME, files=3)
         cfg = write_config(args.work / "pipeline.yaml", raw, curated)
+        if args.history:  # the first run starts it from the live table
+            _keep_history(cfg)
         seen = len(_jobs(spark))
         t0 = time.perf_counter()
         arms.ours(spark, cfg, args.work / "summary.json", until=hour + timedelta(hours=1))
@@ -83,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         jobs = _jobs(spark)[seen:]
         timings = json.loads((args.work / "summary.json").read_text())[0]["timings"]
         log.info("run %d: %.2f s, %d Spark jobs, %s", h + 1, wall, len(jobs), timings)
+    if args.all_jobs:
+        sys.stdout.write("".join(f"{i} {ms:>6} ms  {what}\n" for i, what, ms in jobs))
     lines = ["| Spark jobs | ms | what |", "|---:|---:|---|"]
     lines += [f"| {n} | {ms} | {what} |" for what, n, ms in group(jobs)]
     sys.stdout.write("\n".join(lines) + "\n")
