@@ -6,9 +6,8 @@ table by table.
 
 * on the synthetic generator (``--source demo``): plus one run that catches up its last late
   files; the source is the generator's exact expected state;
-* on PostgreSQL (``--source postgres``): a throwaway cluster, real transactions over two hours
-  of its faked clock, the capture in place of DMS (``check_source`` flushes it); the source is
-  ``SELECT *`` of each table."""
+* on PostgreSQL (``--source postgres``): in test_local_target_postgres.py (its own file, so
+  the two long runs can go to different test workers)."""
 
 from __future__ import annotations
 
@@ -110,39 +109,3 @@ def test_demo_run_reaches_the_source_state(tmp_path):
     # The late files only the run after the last CDC hour can see were applied by it.
     catch_up = report["runs"][5]["records"]
     assert all(r["files"] >= 1 for r in catch_up), catch_up
-
-
-@pytest.mark.slow
-@pytest.mark.airflow
-@pytest.mark.spark
-@pytest.mark.postgres
-def test_postgres_run_reaches_the_source_state(tmp_path):
-    proc, report = run_demo(
-        tmp_path, "--source", "postgres", "--hours", "2", "--travel-rows", "200",
-        "--sales-rows", "150", "--backfill-hour", "0",
-    )  # fmt: skip
-    assert report["source"] == "postgres"
-    assert_runs_and_tables(proc, report, ["full", "hour-08", "hour-09", "backfill-08"])
-    # Hour 08's run was made while the source's clock was still in hour 08; what it committed
-    # afterwards landed in hour 08's folder late, and hour 09's run applied it.
-    assert report["source_clock_at_runs"]["hour-08"].startswith("2026-11-22T08:")
-    late = report["late_files"]
-    assert sorted(name.split("/")[0] for name in late) == sorted(TABLES), late
-    assert all("/2026/11/22/08/" in name for name in late), late
-    assert all(r["files"] >= 2 for r in report["runs"][2]["records"])  # late + own hour
-    assert "Late files (written into an hour's folder after that hour's run): 2" in proc.stdout
-    assert set(report["hard_cases"]) >= {
-        "changes_during_full_load",
-        "ties_in_transaction",
-        "insert_delete_insert",
-        "interleaved_transactions",
-        "rollbacks",
-        "key_only_deletes",
-        "blog_round",
-        "primary_key_update",
-        "partition_move",
-        "added_column",
-        "late_file",
-        "late_file_followups",
-    }
-    assert report["capture_dropped"]  # slot and publication removed at the end
