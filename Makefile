@@ -42,9 +42,10 @@ RUN_ARGS ?=
 run: setup $(if $(filter postgres,$(SOURCE)),postgres-deps) ## Replicate a throwaway PostgreSQL through the DAGs and the job; check lake == source
 	$(RUN) python -m demo.run_demo --config $(CONFIG) --source $(SOURCE) $(RUN_ARGS)
 
-# Two workers (one per core), whole files per worker (module fixtures stay together): the Spark,
-# Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses.
-PYTEST_WORKERS ?= 2
+# Three workers on two cores, whole files per worker (module fixtures stay together): the Spark,
+# Airflow and moto tests spend much of their time starting JVMs and waiting on subprocesses, so
+# a third worker fills the cores the other two leave idle.
+PYTEST_WORKERS ?= 3
 test: setup ## Run the whole test suite (the 30 slowest tests are listed at the end)
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
 
