@@ -7,10 +7,8 @@ version per row since the load), so the run measured is an ordinary hourly run, 
 that starts a history. Each run is checked: the job succeeds, and with history on the current
 versions are as many as the live rows.
 
-Self-contained: :func:`measure` is called once by ``bench.run`` after the matrix, and
-:func:`section` adds its lines to ``results.md``. Alone (prints the result, writes nothing)::
-
-    python -m bench.history [--quick]
+Self-contained: :func:`measure` is called once by ``bench.run`` after the matrix (or alone:
+``python -m bench.run --history-only``), and :func:`section` adds its lines to ``results.md``.
 """
 
 from __future__ import annotations
@@ -149,34 +147,3 @@ def section(doc: dict) -> list[str]:
         f"session, median of {len(h['reps_s']['on'])}): **{h['ratio']:.2f}** "
         f"({h['on_s']:.1f} s ÷ {h['off_s']:.1f} s; target ≤ {h['target']}, {met}).",
     ]
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Only this pair, on the default plan's big configuration (``--quick``: the quick one)."""
-    import argparse
-    import json
-    import shutil
-    import sys
-
-    from bench.plan import default_plan, quick_plan, session
-    from bench.run import ROOT, Bench
-
-    p = argparse.ArgumentParser(prog="bench.history", description=main.__doc__)
-    p.add_argument("--quick", action="store_true")
-    p.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "history-only")
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("cdclake").setLevel(logging.WARNING)
-    plan = quick_plan() if args.quick else default_plan()
-    big = next(c for c in plan.configs if c.name == plan.big)
-    shutil.rmtree(args.work, ignore_errors=True)
-    spark = session()
-    bench = Bench(spark, plan, args.work)
-    result = measure(spark, args.work, bench.base(big.table), big.table, big.batch, plan.reps)
-    sys.stdout.write(json.dumps(result, indent=2) + "\n")
-    spark.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

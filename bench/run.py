@@ -306,6 +306,18 @@ def merge(docs: list[dict], plan: Plan) -> dict:
     return first
 
 
+def history_only(plan: Plan, work: Path) -> int:
+    """The history on/off pair alone (no results written): its base, its runs, the result."""
+    big = next(c for c in plan.configs if c.name == plan.big)
+    shutil.rmtree(work, ignore_errors=True)
+    spark = session()
+    bench = Bench(spark, plan, work)
+    result = history.measure(spark, work, bench.base(big.table), big.table, big.batch, plan.reps)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    spark.stop()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI smoke run: tiny tables, 1 rep")
@@ -316,6 +328,11 @@ def main(argv: list[str] | None = None) -> int:
         "--only", help='run only the configurations of this table size (1M) or name ("1M 1%% hot")'
     )
     p.add_argument("--no-warmup", action="store_true", help="time every run (no discarded one)")
+    p.add_argument(
+        "--history-only",
+        action="store_true",
+        help="measure only the history on/off pair of the plan's big configuration; print it",
+    )
     p.add_argument("--merge", type=Path, nargs="+", help="combine results.json files and stop")
     p.add_argument("--no-capture", action="store_true", help="skip the PostgreSQL capture figures")
     p.add_argument(
@@ -335,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         plan = replace(plan, configs=picked)
     if args.no_warmup:
         plan = replace(plan, warmup=False)
+    if args.history_only:
+        return history_only(plan, args.work / "history-only")
     if args.merge:
         out = args.out or ROOT / "bench" / "results"
         doc = merge([json.loads(p.read_text()) for p in args.merge], plan)
