@@ -193,6 +193,13 @@ def capture_figures(quick: bool) -> dict:
     }
 
 
+def bench_session(work: Path):
+    """The benchmark's Spark session: a 4 GB driver, its warehouse under ``work``."""
+    os.environ.setdefault("CDCLAKE_DRIVER_MEMORY", "4g")
+    os.environ.setdefault("CDCLAKE_WAREHOUSE_DIR", str(work / "warehouse"))
+    return session()
+
+
 def run(
     plan: Plan,
     out: Path,
@@ -213,10 +220,8 @@ def run(
     t_all = time.perf_counter()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    os.environ.setdefault("CDCLAKE_DRIVER_MEMORY", "4g")
-    os.environ.setdefault("CDCLAKE_WAREHOUSE_DIR", str(work / "warehouse"))
     t0 = time.perf_counter()
-    spark = session()
+    spark = bench_session(work)
     spark.range(1).count()
     jvm_s = time.perf_counter() - t0
     bench = Bench(spark, plan, work)
@@ -307,10 +312,12 @@ def merge(docs: list[dict], plan: Plan) -> dict:
 
 
 def history_only(plan: Plan, work: Path) -> int:
-    """The history on/off pair alone (no results written): its base, its runs, the result."""
+    """The history on/off pair alone (no results written): its base, its runs, the result,
+    in a session configured as :func:`run`'s."""
     big = next(c for c in plan.configs if c.name == plan.big)
     shutil.rmtree(work, ignore_errors=True)
-    spark = session()
+    work.mkdir(parents=True)
+    spark = bench_session(work)
     bench = Bench(spark, plan, work)
     result = history.measure(spark, work, bench.base(big.table), big.table, big.batch, plan.reps)
     sys.stdout.write(json.dumps(result, indent=2) + "\n")

@@ -26,7 +26,6 @@ from capture.files import Columns, RawWriter, build_table
 from capture.options import Options
 from capture.pgoutput import lsn_text, parse_lsn
 from capture.source import (
-    SLOT_RELEASE_WAIT,
     TableInfo,
     TypeResolver,
     check_capturable,
@@ -35,6 +34,7 @@ from capture.source import (
     describe_table,
     qualified,
     server_now,
+    until_slot_free,
 )
 from capture.state import CaptureState, load_state, save_state, state_path
 from cdclake.core.config import PipelineConfig
@@ -265,7 +265,13 @@ def drop_capture(conn: Any, names: tuple[str, str]) -> list[str]:
     slot, publication = names
     dropped = []
     with conn.cursor() as cur:
-        row = _slot_user(cur, slot, SLOT_RELEASE_WAIT)
+
+        def slot_row() -> tuple[Any, ...] | None:
+            cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+            return cur.fetchone()
+
+        # A connection closed just before (a flush right before a reload) lets go a moment later.
+        row = until_slot_free(slot_row, lambda r: r is not None and r[0] is not None)
         if row is not None:
             if row[0] is not None:
                 raise CaptureError(
@@ -279,19 +285,6 @@ def drop_capture(conn: Any, names: tuple[str, str]) -> list[str]:
             cur.execute(sql.SQL("DROP PUBLICATION {}").format(sql.Identifier(publication)))
             dropped.append(f"publication {publication}")
     return dropped
-
-
-def _slot_user(cur: Any, slot: str, wait: float) -> tuple[Any, ...] | None:
-    """The slot's row (its ``active_pid``), waiting up to ``wait`` seconds for a user to let
-    go: the server process of a replication connection the client has just closed (a flush
-    right before a reload) exits a moment later, and until then the slot shows as active."""
-    deadline = time.monotonic() + wait
-    while True:
-        cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-        row = cur.fetchone()
-        if row is None or row[0] is None or time.monotonic() >= deadline:
-            return row
-        time.sleep(0.1)
 
 
 def drop(opts: Options) -> dict[str, Any]:

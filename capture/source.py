@@ -9,9 +9,11 @@ in the code or the pipeline config.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.extensions
@@ -27,6 +29,19 @@ log = logging.getLogger(__name__)
 # Seconds a replication connection's server process may outlive its client's close: until it
 # exits, the slot shows as active (a drop or a new stream right after a flush waits for it).
 SLOT_RELEASE_WAIT = 10.0
+_T = TypeVar("_T")
+
+
+def until_slot_free(attempt: Callable[[], _T], busy: Callable[[_T], bool]) -> _T:
+    """``attempt()`` again every 0.1 s while ``busy`` says another connection holds the slot,
+    for up to ``SLOT_RELEASE_WAIT`` seconds; the last result (busy or not) is returned."""
+    deadline = time.monotonic() + SLOT_RELEASE_WAIT
+    while True:
+        result = attempt()
+        if not busy(result) or time.monotonic() >= deadline:
+            return result
+        time.sleep(0.1)
+
 
 # Text output must not depend on the server's or the role's defaults: timestamps in UTC, ISO
 # dates, floats that read back exactly, bytea as hex.

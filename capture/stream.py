@@ -52,7 +52,6 @@ from capture.pgoutput import (
     lsn_text,
 )
 from capture.source import (
-    SLOT_RELEASE_WAIT,
     TypeResolver,
     check_capturable,
     check_server,
@@ -60,6 +59,7 @@ from capture.source import (
     connect,
     describe_table,
     server_now,
+    until_slot_free,
 )
 from capture.state import CaptureState, load_state, save_state
 from cdclake.core.config import PipelineConfig
@@ -148,11 +148,11 @@ class Streamer:
         return self.summary(started, until_idle)
 
     def _start_replication(self, cur: Any, options: dict[str, str]) -> None:
-        """Start streaming the slot; while another connection holds it, wait up to
-        ``SLOT_RELEASE_WAIT`` seconds (the server process of the previous run's connection
-        exits a moment after its client closed), then let the error say who holds it."""
-        deadline = time.monotonic() + SLOT_RELEASE_WAIT
-        while True:
+        """Start streaming the slot; while another connection holds it (the previous run's,
+        whose server process exits a moment after its client closed), try again for a while,
+        then let the error say who holds it."""
+
+        def attempt() -> Exception | None:
             try:
                 cur.start_replication(
                     slot_name=self.state.slot,
@@ -160,11 +160,13 @@ class Streamer:
                     start_lsn=self.state.lsn,
                     options=options,
                 )
-                return
-            except pg_errors.ObjectInUse:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.1)
+            except pg_errors.ObjectInUse as exc:
+                return exc
+            return None
+
+        error = until_slot_free(attempt, lambda e: e is not None)
+        if error is not None:
+            raise error
 
     def _start(self, cur: Any, until_idle: bool) -> None:
         cur.execute("IDENTIFY_SYSTEM")

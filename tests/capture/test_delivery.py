@@ -252,7 +252,7 @@ def test_changes_committed_during_the_full_load_are_neither_missed_nor_doubled(s
 def test_drop_refuses_a_slot_a_running_stream_holds_and_waits_for_one_just_closed(
     source, monkeypatch
 ):
-    import capture.load
+    import capture.source
 
     make_counts(source)
     source.configure([COUNTS])
@@ -263,13 +263,13 @@ def test_drop_refuses_a_slot_a_running_stream_holds_and_waits_for_one_just_close
         deadline = time.monotonic() + 20
         while source.sql(active, source.name) != [(True,)] and time.monotonic() < deadline:
             time.sleep(0.05)
-        monkeypatch.setattr(capture.load, "SLOT_RELEASE_WAIT", 0.5)
+        monkeypatch.setattr(capture.source, "SLOT_RELEASE_WAIT", 0.5)
         assert source.capture("drop") == 1  # a running capture's slot is never dropped
         assert source.sql(active, source.name) == [(True,)]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait()
-    monkeypatch.setattr(capture.load, "SLOT_RELEASE_WAIT", 10.0)
+    monkeypatch.setattr(capture.source, "SLOT_RELEASE_WAIT", 10.0)
     # A flush right before a reload: the client has closed, its server process may not have
     # exited yet; the drop waits for it instead of failing the reload.
     for _ in range(5):

@@ -99,8 +99,8 @@ def worklist(
         return F.struct(*(row[c].alias(c) for c in cols), action.alias(ACTION))
 
     upsert = F.when(now.isNotNull() & differ, tagged(now, F.lit(UPSERT)))
-    replaced = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
-    replaced = F.when(was.isNotNull() & differ, tagged(was, replaced))
+    gone_or_moved = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
+    replaced = F.when(was.isNotNull() & differ, tagged(was, gone_or_moved))
     rows = both.select(F.explode(F.array(upsert, replaced)).alias("_cdc_work"))
     rows = rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
     return rows.unionByName(to_log, allowMissingColumns=True)
