@@ -13,6 +13,7 @@ from pyspark.sql import types as T
 import cdclake.lake.bookkeeping
 from cdclake.job import apply
 from cdclake.lake.bookkeeping import local_frame
+from cdclake.session import setting
 from tests.integration.conftest import ts
 
 SCHEMA = T.StructType(
@@ -123,3 +124,93 @@ def test_prepare_audit_creates_or_widens_the_table_without_a_data_file(lake):
     assert _files(path) == before
     prepare_audit(lake.spark, lake.cfg)  # nothing left to add: no commit
     assert DeltaTable.forPath(lake.spark, path).history().count() == 2
+
+
+# ---- reading a bookkeeping table from its checksum's file list ------------------------------
+LEDGERISH = T.StructType(
+    [
+        T.StructField("k", T.StringType(), False),
+        T.StructField("n", T.LongType(), True),
+        T.StructField("at", T.TimestampType(), True),
+    ]
+)
+
+
+def _append(spark, path: str, rows: list[tuple]) -> None:
+    cdclake.lake.bookkeeping.append(local_frame(spark, rows, LEDGERISH), path)
+
+
+def _delta(spark, path: str):
+    return spark.read.format("delta").load(path)
+
+
+def _local(uris: list[str]) -> list[str]:
+    return sorted(re.sub(r"^file:/+", "/", u) for u in uris)
+
+
+def _plan(df) -> str:
+    return str(df._jdf.queryExecution().executedPlan().toString())
+
+
+def _same_as_delta(spark, path: str) -> None:
+    got = cdclake.lake.bookkeeping.read_delta(spark, path, LEDGERISH)
+    assert_df_equality(got, _delta(spark, path), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_a_bookkeeping_read_takes_the_checksums_files_and_equals_deltas_read(spark, tmp_path):
+    from cdclake.lake import tables
+
+    path = str(tmp_path / "ledger")
+    at = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    for i in range(3):
+        _append(spark, path, [(f"r{i}", i, at + timedelta(hours=i)), (f"s{i}", None, None)])
+    DeltaTable.forPath(spark, path).delete("k = 's1'")  # a remove action: the list follows it
+    version = tables.head_version(spark, path)
+    files = tables.checksum_files(spark, path, version)
+    assert files is not None and files.version == version
+    got = cdclake.lake.bookkeeping.read_delta(spark, path, LEDGERISH)
+    assert len(files.uris) == 3
+    assert _local(got.inputFiles()) == _local(_delta(spark, path).inputFiles())
+    assert "Location: InMemoryFileIndex" in _plan(got)  # a plain Parquet read: no Delta state
+    _same_as_delta(spark, path)
+    assert got.count() == 5
+    # Compacted by the job (OPTIMIZE): still listed, still the same rows.
+    cdclake.lake.bookkeeping.compact(spark, path)
+    files = tables.checksum_files(spark, path, tables.head_version(spark, path))
+    assert files is not None and len(files.uris) == 1
+    _same_as_delta(spark, path)
+
+
+def test_a_bookkeeping_read_falls_back_to_delta_when_the_checksum_cannot_say(spark, tmp_path):
+    from cdclake.lake import tables
+
+    at = datetime(2026, 11, 22, 10, tzinfo=UTC)
+    # No table yet: an empty frame of the given schema.
+    missing = cdclake.lake.bookkeeping.read_delta(spark, str(tmp_path / "none"), LEDGERISH)
+    assert missing.schema == LEDGERISH and missing.count() == 0
+    # Checksum gone (Delta writes it best effort).
+    gone = str(tmp_path / "gone")
+    _append(spark, gone, [("a", 1, at)])
+    _append(spark, gone, [("b", 2, at)])
+    (Path(gone) / "_delta_log" / f"{1:020d}.crc").unlink()
+    # More files than Delta lists in a checksum (50; 2 here).
+    many = str(tmp_path / "many")
+    with setting(spark, "spark.databricks.delta.allFilesInCrc.thresholdNumFiles", "2"):
+        for i in range(3):
+            _append(spark, many, [(f"c{i}", i, at)])
+    # Deletion vectors (the files hold rows the table no longer has) and partition columns
+    # (their values are not in the files).
+    dv = str(tmp_path / "dv")
+    _append(spark, dv, [("a", 1, at), ("b", 2, at)])
+    spark.sql(f"ALTER TABLE delta.`{dv}` SET TBLPROPERTIES ('delta.enableDeletionVectors' = true)")
+    DeltaTable.forPath(spark, dv).delete("k = 'a'")
+    parted = str(tmp_path / "parted")
+    local_frame(spark, [("a", 1, at), ("b", 2, at)], LEDGERISH).write.format("delta").partitionBy(
+        "k"
+    ).save(parted)
+    for path in (gone, many, dv, parted):
+        assert tables.checksum_files(spark, path, tables.head_version(spark, path)) is None, path
+        _same_as_delta(spark, path)
+        got = cdclake.lake.bookkeeping.read_delta(spark, path, LEDGERISH)
+        assert "Location: PreparedDeltaFileIndex" in _plan(got), path
+    assert cdclake.lake.bookkeeping.read_delta(spark, dv, LEDGERISH).count() == 1
