@@ -31,7 +31,7 @@ from cdclake.core.columns import BOOKKEEPING_COLUMNS, HISTORY_COLUMNS
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.sql import quote_ident, table_sql
 from cdclake.lake import manifest, tables
-from cdclake.lake.bookkeeping import COMPACT_AT_FILES, compact
+from cdclake.lake.bookkeeping import COMPACT_AT_FILES, compact, read_delta
 from cdclake.lake.tables import Commit
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class HistoryTable:
         """The change log's rows of ``keys`` (None: all), and how many files the log has."""
         if not tables.exists(self.spark, self.log_path):
             return None, 0
-        df = self.spark.read.format("delta").load(self.log_path)
+        df = read_delta(self.spark, self.log_path, T.StructType())  # it exists: its own schema
         return _of_keys(df, self.keys, keys, key_range), tables.files_now(self.spark, self.log_path)
 
     def append_log(self, rows: DataFrame, files: int) -> None:
