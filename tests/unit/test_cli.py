@@ -1,4 +1,7 @@
-"""Argument and config errors: non-zero exit with a message, before any Spark session."""
+"""Command lines: argument and config errors (non-zero exit with a message, before any Spark
+session), and the audit append shared by tables that finish together."""
+
+import time
 
 import pytest
 
@@ -77,3 +80,49 @@ def test_a_backfill_past_the_tombstone_retention_is_refused_before_spark(tmp_pat
     assert main(["--config", write_cfg(tmp_path), *args], spark=Boom()) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "older than the tombstones kept" in err and "--past-tombstone-retention" in err
+
+
+def test_group_append_carries_what_arrived_during_a_write_in_the_next_one():
+    import threading
+
+    from cdclake.cli.scaffold import GroupAppend
+
+    writes: list[list[str]] = []
+    first_started, release = threading.Event(), threading.Event()
+
+    def write(items: list[str]) -> None:
+        writes.append(items)
+        if len(writes) == 1:
+            first_started.set()
+            assert release.wait(10)
+
+    group = GroupAppend(write)
+    a = threading.Thread(target=group.add, args=("a",))
+    a.start()
+    assert first_started.wait(10)
+    others = [threading.Thread(target=group.add, args=(x,)) for x in ("b", "c")]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(group._queue) < 2 and time.monotonic() < deadline:  # both waiting for their turn
+        time.sleep(0.01)
+    release.set()
+    for t in [a, *others]:
+        t.join(10)
+        assert not t.is_alive()
+    assert writes[0] == ["a"] and sorted(writes[1]) == ["b", "c"] and len(writes) == 2
+    group.add("d")  # alone: a write of its own
+    assert writes[2] == ["d"]
+
+
+def test_group_append_gives_a_failed_write_error_to_every_item_it_carried():
+    from cdclake.cli.scaffold import GroupAppend
+
+    def write(items: list[str]) -> None:
+        if "bad" in items:
+            raise OSError("audit table unreachable")
+
+    group = GroupAppend(write)
+    with pytest.raises(OSError, match="unreachable"):
+        group.add("bad")
+    group.add("good")  # the next write is not poisoned

@@ -20,6 +20,7 @@ from cdclake.cli.scaffold import (
     EXIT_OK,
     EXIT_TABLE_FAILED,
     EXIT_USAGE,
+    GroupAppend,
     UsageError,
     add_spark_options,
     build_parser,
@@ -99,11 +100,14 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     run_id = args.run_id or new_run_id()
     also_failed: list[str] = []
 
+    # Tables that finish while another's record is being appended share the next append.
+    audit: GroupAppend[AuditRecord] = GroupAppend(lambda recs: append_audit(spark, cfg, recs))
+
     def audited(rec: AuditRecord) -> AuditRecord:
         """Each table's record is appended right after its run (a crash later loses none)."""
         rec = rec.but(overrides=overrides)
         try:
-            append_audit(spark, cfg, [rec])
+            audit.add(rec)
         except Exception:  # noqa: BLE001 - the table's data stands; the run is failed
             log.exception("%s: could not write the audit record", rec.table)
             also_failed.append(f"<audit {rec.table}>")

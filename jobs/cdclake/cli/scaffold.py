@@ -15,9 +15,9 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Generic, NoReturn, TypeVar
 
 from cdclake.core.config import TableConfig
 from cdclake.core.hours import UTC
@@ -124,6 +124,38 @@ def for_each_table(
     for rec in records:
         log.info("summary %s", summary_line(rec))
     return records
+
+
+class GroupAppend(Generic[R]):
+    """Appends items through ``write`` (one call per batch), for threads side by side: an
+    item handed in while another thread's write runs goes with the next write, with every
+    item that arrived meanwhile (group commit). :meth:`add` returns once a write has carried
+    the item, or raises that write's error. One thread alone: one write per item, as before.
+    """
+
+    def __init__(self, write: Callable[[list[R]], None]) -> None:
+        self._write = write
+        self._queue: list[tuple[R, Future[None]]] = []
+        self._queue_lock = threading.Lock()
+        self._turn = threading.Lock()  # one write at a time
+
+    def add(self, item: R) -> None:
+        done: Future[None] = Future()
+        with self._queue_lock:
+            self._queue.append((item, done))
+        with self._turn:  # the write that took this item (if any) has ended when we get here
+            if not done.done():
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    self._write([i for i, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - every item of the batch gets it
+                    for _, f in batch:
+                        f.set_exception(exc)
+                else:
+                    for _, f in batch:
+                        f.set_result(None)
+        done.result()
 
 
 # The table the current thread is running, for the log prefix.
