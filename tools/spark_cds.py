@@ -1,8 +1,9 @@
 """Build a class-data-sharing archive of Spark + Delta for local JVMs (``make setup``).
 
 A local ``spark-submit`` spends much of its start loading and verifying the same classes of
-Spark, Scala and Delta, every time (each Airflow task of the local target starts one). The JVM can map them from an archive instead (JDK's AppCDS, ``-XX:SharedArchiveFile``);
-this script records one by running a small Delta workload (create, append, MERGE, read,
+Spark, Scala and Delta, every time (each Airflow task of the local target starts one). The JVM
+can map them from an archive instead (JDK's AppCDS, ``-XX:SharedArchiveFile``); this script
+records one by running a small Delta workload (create, append, MERGE, read,
 OPTIMIZE) under ``-XX:ArchiveClassesAtExit``. The archive is an optimisation only: a JVM that
 cannot use it (another JDK, other jars) ignores it and starts as before.
 
