@@ -349,6 +349,36 @@ def test_a_crash_between_the_change_log_and_the_history_merge_converges(lake, mo
     )
 
 
+def test_a_crash_after_the_history_commit_leaves_manifests_the_next_run_rebuilds(lake, monkeypatch):
+    from cdclake.lake.history import HistoryTable
+    from tests.integration.test_table_shape import manifest_files, snapshot_files
+
+    lake.w.load([{"id": 1, "p": "a", "v": "x"}, {"id": 2, "p": "b", "v": "y"}])
+    lake.full()
+    lake.w.cdc(H10, [U(5, 1, 1, "a", "x2"), U(6, 2, 3, "c", "z", op="I")])
+    committed = HistoryTable.committed
+
+    def crash(self):  # the MERGE is committed; the process dies before the manifests follow
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(HistoryTable, "committed", crash)
+    assert lake.inc(H11, expect=1)["status"] == "failed"
+    path = history_path(lake)
+    assert manifest_files(path) != snapshot_files(lake.spark, path)  # stale: new files unlisted
+    monkeypatch.setattr(HistoryTable, "committed", committed)
+    lake.inc(H11)
+    assert manifest_files(path) == snapshot_files(lake.spark, path)
+    assert_history(
+        lake,
+        [
+            (1, "a", "x", LOAD, m(5), False, "I"),
+            (1, "a", "x2", m(5), None, True, "U"),
+            (2, "b", "y", LOAD, None, True, "I"),
+            (3, "c", "z", m(6), None, True, "I"),
+        ],
+    )
+
+
 def test_the_history_merge_touches_only_the_partitions_of_the_batchs_keys(lake):
     lake.w.load([{"id": i, "p": p, "v": "x"} for i, p in enumerate("abcabc")])
     lake.full()
