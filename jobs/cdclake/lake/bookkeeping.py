@@ -221,7 +221,8 @@ def prepare_audit(spark: SparkSession, cfg: PipelineConfig) -> None:
 
 
 def append_audit(spark: SparkSession, cfg: PipelineConfig, records: Sequence[AuditRecord]) -> None:
-    """Append audit records (the command line appends each table's right after its run).
-    Columns added to the record since a lake's audit table was created are added to it."""
+    """Append audit records (the command line appends each table's right after its run, after
+    :func:`prepare_audit`: the table has every column of the record, so the appends of tables
+    side by side are blind appends that never conflict; a schema that still differs fails)."""
     df = local_frame(spark, [r.to_row() for r in records], AUDIT_SCHEMA)
-    df.write.format("delta").mode("append").option("mergeSchema", "true").save(cfg.audit_location)
+    append(df, cfg.audit_location)
