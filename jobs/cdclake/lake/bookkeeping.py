@@ -52,20 +52,26 @@ _LIST_ON_DRIVER = "spark.sql.sources.parallelPartitionDiscovery.threshold"
 
 
 def read_delta(spark: SparkSession, path: str, schema: T.StructType) -> DataFrame:
-    """A bookkeeping table's newest version, or an empty frame of ``schema`` when it does not
-    exist yet. Read as plain Parquet when that version's checksum lists its files (see
+    """A bookkeeping table's newest version (see :func:`read_counted`)."""
+    return read_counted(spark, path, schema)[0]
+
+
+def read_counted(spark: SparkSession, path: str, schema: T.StructType) -> tuple[DataFrame, int]:
+    """A bookkeeping table's newest version and how many data files it has (for the
+    compaction threshold), or an empty frame of ``schema`` and 0 when it does not exist yet.
+    Read as plain Parquet when that version's checksum lists its files (see
     :func:`cdclake.lake.tables.checksum_files`: no state rebuild, ~1 s less per read), else
     through Delta."""
     version = tables.head_version(spark, path)
     if version < 0:
-        return spark.createDataFrame([], schema)
+        return spark.createDataFrame([], schema), 0
     files = tables.checksum_files(spark, path, version)
     if files is None:
-        return spark.read.format("delta").load(path)
+        return spark.read.format("delta").load(path), tables.files_now(spark, path)
     if not files.uris:
-        return spark.createDataFrame([], files.schema)
+        return spark.createDataFrame([], files.schema), 0
     with setting(spark, _LIST_ON_DRIVER, str(max(32, len(files.uris) + 1))):
-        return spark.read.schema(files.schema).parquet(*files.uris)
+        return spark.read.schema(files.schema).parquet(*files.uris), len(files.uris)
 
 
 # Every run appends a small file to the ledger (and often the tombstones), and the job reads
@@ -136,9 +142,10 @@ class TableState:
         # Files in the ledger / tombstones as last read by this run.
         self._files: dict[str, int] = {}
 
-    def count_files(self, path: str) -> None:
-        """Remember how many files the table has (see :func:`cdclake.lake.tables.files_now`)."""
-        self._files[path] = tables.files_now(self.spark, path)
+    def read(self, path: str, schema: T.StructType) -> DataFrame:
+        """A bookkeeping table (:func:`read_counted`), remembering its file count."""
+        df, self._files[path] = read_counted(self.spark, path, schema)
+        return df
 
     def append_rows(self, path: str, df: DataFrame) -> None:
         """Append to a bookkeeping table; compact it when it reaches COMPACT_AT_FILES files."""
@@ -161,8 +168,7 @@ class TableState:
         """
         schema = T.StructType([*key_schema.fields, *ORDER_FIELDS])
         keys = list(key_schema.fieldNames())
-        tombs = read_delta(self.spark, self.tombstone_path, schema)
-        self.count_files(self.tombstone_path)
+        tombs = self.read(self.tombstone_path, schema)
         if of is not None:
             tombs = tombs.join(of.select(*keys), keys, "left_semi")
         newest = F.max(order_key()).alias("_cdc_d_order")

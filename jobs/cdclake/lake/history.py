@@ -31,7 +31,7 @@ from cdclake.core.columns import BOOKKEEPING_COLUMNS, HISTORY_COLUMNS
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.sql import quote_ident, table_sql
 from cdclake.lake import manifest, tables
-from cdclake.lake.bookkeeping import COMPACT_AT_FILES, compact, read_delta
+from cdclake.lake.bookkeeping import COMPACT_AT_FILES, compact, read_counted
 from cdclake.lake.tables import Commit
 
 log = logging.getLogger(__name__)
@@ -86,8 +86,8 @@ class HistoryTable:
         """The change log's rows of ``keys`` (None: all), and how many files the log has."""
         if not tables.exists(self.spark, self.log_path):
             return None, 0
-        df = read_delta(self.spark, self.log_path, T.StructType())  # it exists: its own schema
-        return _of_keys(df, self.keys, keys, key_range), tables.files_now(self.spark, self.log_path)
+        df, files = read_counted(self.spark, self.log_path, T.StructType())  # exists: its schema
+        return _of_keys(df, self.keys, keys, key_range), files
 
     def append_log(self, rows: DataFrame, files: int) -> None:
         """Append to the change log (new source columns are added to it); compacted when it

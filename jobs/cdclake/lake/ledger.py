@@ -58,8 +58,7 @@ class Ledger:
 
 def read_ledger(state: TableState, now: datetime) -> Ledger:
     """The ledger's control rows (full loads, frontiers, recent runs), in one pass."""
-    df = read_delta(state.spark, state.ledger_path, LEDGER_SCHEMA)
-    state.count_files(state.ledger_path)
+    df = state.read(state.ledger_path, LEDGER_SCHEMA)
     is_control = F.col("kind").isin(FULL_LOAD, FRONTIER)
     control = df.where(is_control | (F.col("recorded_at") >= F.lit(now - RECENT))).select(
         "generation",
