@@ -112,10 +112,10 @@ def compare_all(
     cfg: PipelineConfig, expected: dict[str, Expected], cases: Sequence[HardCase] = ()
 ) -> list[TableCheck]:
     """Every configured table through the SQL path against ``expected`` (by qualified name)."""
-    from cdclake.session import build_session
+    from cdclake.session import INTERPRETED_CONF, build_session
 
     log.info("comparing the lake (Spark SQL over the local catalog) with the source")
-    spark = build_session("local", app_name="cdclake-demo-check")
+    spark = build_session("local", app_name="cdclake-demo-check", extra=INTERPRETED_CONF)
     try:
         tables = lake_tables(spark, cfg)
     except Exception as exc:  # noqa: BLE001 - no readable lake is a FAIL, not a crash

@@ -36,9 +36,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def spark():
-    """One Spark session (local[2], UI off, few shuffle partitions) for the whole run."""
-    from cdclake.session import build_session
+    """One Spark session (local[2], UI off, few shuffle partitions, expressions interpreted:
+    tiny tables, many query shapes) for the whole run. Generated code is exercised by the
+    quick bench and the EMR-like sandbox, which run the job with Spark's defaults."""
+    from cdclake.session import INTERPRETED_CONF, build_session
 
-    session = build_session("local", app_name="cdclake-tests", shuffle_partitions=2)
+    session = build_session(
+        "local", app_name="cdclake-tests", shuffle_partitions=2, extra=INTERPRETED_CONF
+    )
     yield session
     session.stop()

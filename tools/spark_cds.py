@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "jobs"))
 
-from cdclake.session import CDS_ARCHIVE, local_jars  # noqa: E402
+from cdclake.session import CDS_ARCHIVE, INTERPRETED_CONF, local_jars  # noqa: E402
 
 log = logging.getLogger("spark_cds")
 
@@ -52,6 +52,17 @@ def workload(folder: str) -> None:
     df.write.parquet(f"{folder}/staged")
     spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
     spark.read.json(spark.sparkContext.parallelize(['{"a": 1}'])).collect()
+    for key, value in INTERPRETED_CONF.items():  # the classes of the interpreted path too
+        spark.conf.set(key, value)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("t")
+        .merge(df.alias("s"), "t.id = s.id and t.p = s.p")
+        .whenMatchedUpdateAll(condition="s.ts > t.ts")
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
+    spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
     spark.stop()
 
 

@@ -50,9 +50,10 @@ def job_env() -> dict[str, str]:
 
 def spark_submit_command(s: DagSettings, entry: str, arguments: list[str]) -> list[str]:
     """``spark-submit`` of ``jobs/<entry>``: the local counterpart of EMR's StartJobRun."""
-    from cdclake.session import local_jars, local_java_options
+    from cdclake.session import INTERPRETED_CONF, local_jars, local_java_options
 
     java_options = local_java_options(short_lived=True)
+    small = [a for k, v in INTERPRETED_CONF.items() for a in ("--conf", f"{k}={v}")]
     return [
         s.spark_submit,
         "--master",
@@ -64,6 +65,7 @@ def spark_submit_command(s: DagSettings, entry: str, arguments: list[str]) -> li
         ",".join(local_jars()),
         "--conf",
         "spark.ui.enabled=false",
+        *small,  # small local data, one run per JVM: interpreted, not compiled
         str(JOBS_DIR / entry),
         *arguments,
     ]

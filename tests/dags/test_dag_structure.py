@@ -249,3 +249,22 @@ def test_maintenance_ends_with_reconcile_only_when_an_extract_is_set(monkeypatch
     if target == "aws":
         driver = dag.get_task("reconcile").job_driver["sparkSubmit"]
         assert driver["entryPoint"] == "s3://example-artifacts/jobs/cdc_reconcile.py"
+
+
+def test_local_spark_submit_interprets_and_the_emr_job_keeps_generated_code(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from cdclake.session import INTERPRETED_CONF, session_conf
+    from cdclake_dags.local import spark_submit_command
+
+    (tmp_path / "delta-spark_2.12-3.3.2.jar").touch()
+    monkeypatch.setenv("CDCLAKE_JARS_DIR", str(tmp_path))
+    cmd = spark_submit_command(SimpleNamespace(spark_submit="spark-submit"), "cdc_merge.py", [])
+    confs = {cmd[i + 1] for i, a in enumerate(cmd) if a == "--conf"}
+    assert {f"{k}={v}" for k, v in INTERPRETED_CONF.items()} <= confs
+    script = cmd.index(str(ROOT / "jobs" / "cdc_merge.py"))  # what follows is the job's
+    assert all(i < script for i, a in enumerate(cmd) if a == "--conf")
+    # The job's own settings leave Spark's code generation on (EMR, the bench).
+    for profile in ("emr", "local"):
+        conf = session_conf(profile, jars_dir=tmp_path)
+        assert not set(INTERPRETED_CONF) & set(conf)
