@@ -46,7 +46,7 @@ run: setup $(if $(filter postgres,$(SOURCE)),postgres-deps) ## Replicate a throw
 # worker was slower on the 2-core machine (CI 39 min 38 s vs 35 min 55 s): the JVMs saturate it.
 PYTEST_WORKERS ?= 2
 test: setup ## Run the whole test suite (the 30 slowest tests are listed at the end)
-	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=30 $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
 
 # The edit loop: unit tests and DAG structure tests, nothing that starts a JVM, Airflow's
 # database, moto, PostgreSQL or the CDK (tests are marked by what they start: tests/conftest.py).

@@ -3,15 +3,32 @@ every arm's result matches the expected table, and the outputs have their struct
 Timings are never asserted."""
 
 import json
+from contextlib import ExitStack
+
+import pytest
 
 from bench import run as bench_run
 from bench.arms import PHASES
+from cdclake.session import INTERPRETED_CONF, setting
+
+# Spark's own defaults of the settings the test session changes.
+SPARK_DEFAULTS = {
+    "spark.sql.codegen.wholeStage": "true",
+    "spark.sql.codegen.factoryMode": "FALLBACK",
+}
+assert set(SPARK_DEFAULTS) == set(INTERPRETED_CONF)
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "session", lambda: spark)
     out = tmp_path / "results"
-    doc = bench_run.run(bench_run.quick_plan(), out, tmp_path / "work", "quick", stop=False)
+    # The test session interprets expressions (tests/conftest.py); the bench, like EMR, runs
+    # the job with Spark's generated code, and this test is where the suite exercises it.
+    with ExitStack() as stack:
+        for key, default in SPARK_DEFAULTS.items():
+            stack.enter_context(setting(spark, key, default))
+        doc = bench_run.run(bench_run.quick_plan(), out, tmp_path / "work", "quick", stop=False)
 
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "results.png"}
     assert json.loads((out / "results.json").read_text())["ratios"] == doc["ratios"]

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from chispa import assert_df_equality
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
@@ -346,6 +347,7 @@ def read_history(lake: Lake) -> list[tuple]:
     database=None,
     phases=PHASES,
 )
+@pytest.mark.slow
 @given(scenario=scenarios())
 def test_any_schedule_of_runs_ends_equal_to_the_source(spark, scenario):
     note(scenario.describe())
