@@ -39,14 +39,18 @@ def workload(folder: str) -> None:
     df = spark.range(100).selectExpr("id", "cast(id % 3 as string) as p", "now() as ts")
     df.write.format("delta").partitionBy("p").save(path)
     df.write.format("delta").mode("append").save(path)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(df.alias("s"), "t.id = s.id and t.p = s.p")
-        .whenMatchedUpdateAll(condition="s.ts > t.ts")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+
+    def merge() -> None:
+        (
+            DeltaTable.forPath(spark, path)
+            .alias("t")
+            .merge(df.alias("s"), "t.id = s.id and t.p = s.p")
+            .whenMatchedUpdateAll(condition="s.ts > t.ts")
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+
+    merge()
     spark.read.format("delta").load(path).groupBy("p").count().collect()
     DeltaTable.forPath(spark, path).optimize().executeCompaction()
     df.write.parquet(f"{folder}/staged")
@@ -54,14 +58,7 @@ def workload(folder: str) -> None:
     spark.read.json(spark.sparkContext.parallelize(['{"a": 1}'])).collect()
     for key, value in INTERPRETED_CONF.items():  # the classes of the interpreted path too
         spark.conf.set(key, value)
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
-        .merge(df.alias("s"), "t.id = s.id and t.p = s.p")
-        .whenMatchedUpdateAll(condition="s.ts > t.ts")
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    merge()
     spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
     spark.stop()
 
