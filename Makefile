@@ -42,8 +42,9 @@ RUN_ARGS ?=
 run: setup $(if $(filter postgres,$(SOURCE)),postgres-deps) ## Replicate a throwaway PostgreSQL through the DAGs and the job; check lake == source
 	$(RUN) python -m demo.run_demo --config $(CONFIG) --source $(SOURCE) $(RUN_ARGS)
 
-# Two workers (one per core), whole files per worker (module fixtures stay together). A third
-# worker was slower on the 2-core machine (CI 39 min 38 s vs 35 min 55 s): the JVMs saturate it.
+# Two workers (one per core), whole files per worker (module fixtures stay together), handed out
+# in collection order, which tests/conftest.py sorts costliest file first. A third worker was
+# slower on the 2-core machine (CI 39 min 38 s vs 35 min 55 s): the JVMs saturate it.
 PYTEST_WORKERS ?= 2
 test: setup ## Run the whole test suite (the 30 slowest tests are listed at the end)
 	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder --durations=30 $(PYTEST_ARGS)
