@@ -41,12 +41,13 @@ def pytest_collection_modifyitems(config, items):
     # (--dist loadfile --no-loadscope-reorder): the costliest files first, so that the run does
     # not end with one worker on a long end-to-end test while the other idles. Stable: within a
     # file, and between files of equal cost, the collected order stays.
-    cost: dict[str, float] = {}
+    cost: dict[object, float] = {}
     for item in items:
         marks = {m.name for m in item.iter_markers()}
-        path = item.nodeid.split("::", 1)[0]
-        cost[path] = cost.get(path, 0) + max([0.04] + [COST[m] for m in marks if m in COST])
-    items.sort(key=lambda item: -cost[item.nodeid.split("::", 1)[0]])
+        cost[item.path] = cost.get(item.path, 0) + max(
+            [0.04] + [COST[m] for m in marks if m in COST]
+        )
+    items.sort(key=lambda item: -cost[item.path])
 
 
 @pytest.fixture(scope="session")

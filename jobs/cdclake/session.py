@@ -223,10 +223,14 @@ def local_cores(master: str) -> int:
 
 
 @contextmanager
-def setting(spark: Any, key: str, value: str) -> Iterator[None]:
-    """Set a runtime session setting for the statements inside, then restore the old value."""
+def setting(spark: Any, key: str, value: str | None) -> Iterator[None]:
+    """Set a runtime session setting for the statements inside (None: Spark's default), then
+    restore the old value."""
     before = spark.conf.get(key, None)
-    spark.conf.set(key, value)
+    if value is None:
+        spark.conf.unset(key)
+    else:
+        spark.conf.set(key, value)
     try:
         yield
     finally:
