@@ -70,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--work", type=Path, default=ROOT / "bench" / "work" / "profile")
+    p.add_argument("--skew", default="hot", choices=("hot", "tail"))
+    p.add_argument("--fraction", type=float, default=0.01)
     p.add_argument("--history", action="store_true", help="the table keeps a history")
     p.add_argument("--all-jobs", action="store_true", help="also list every job, in order")
     args = p.parse_args(argv)
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     measure.build_base(spark, spec, curated)
     for h in range(args.runs):
         hour = BATCH_HOUR + timedelta(hours=h)
-        batch = make_batch(spec, BatchSpec(0.01, "hot", seed=h), hour)
+        batch = make_batch(spec, BatchSpec(args.fraction, args.skew, seed=h), hour)
         write_dms_files(batch, raw / SCHEMA_NAME / TABLE_NAME, files=3)
         cfg = write_config(args.work / "pipeline.yaml", raw, curated)
         if args.history:  # the first run starts it from the live table

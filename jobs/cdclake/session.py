@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +114,13 @@ COMMON_CONF = {
 }
 
 
-# Small local runs spend more time generating and compiling Java (Janino) for each new query
-# shape than running it: the tests' session (every test's schema is a new shape) and the local
-# target's short-lived spark-submit evaluate expressions interpreted instead. Same results
-# (Spark's own tests evaluate every expression both ways). Measured on the 2-core machine: a
-# cold 20k-row hourly run 15.2 -> 12.9 s, 22 integration tests 426 -> 308 s. Not for large
-# data (the bench, EMR): there generated code is what makes the scans fast.
+# Small runs spend more time generating and compiling Java (Janino) for each new query shape
+# than running it. The job interprets the expressions of a table's run when its table and batch
+# are small (merge.interpreted_max_mb, see cdclake.job.context.expressions), on EMR too; the
+# tests' session (every test's schema is a new shape) and the local target's short-lived
+# spark-submit interpret everything. Same results (Spark's own tests evaluate every expression
+# both ways). Measured on the 2-core machine: a cold 20k-row hourly run 15.2 -> 12.9 s, 22
+# integration tests 426 -> 308 s. Not for large data: there generated code makes scans fast.
 INTERPRETED_CONF = {
     "spark.sql.codegen.wholeStage": "false",
     # SQLConf.CODEGEN_FACTORY_MODE (internal, read per plan): projections, predicates and
@@ -238,6 +239,15 @@ def setting(spark: Any, key: str, value: str | None) -> Iterator[None]:
             spark.conf.unset(key)
         else:
             spark.conf.set(key, before)
+
+
+@contextmanager
+def interpreted(spark: Any) -> Iterator[None]:
+    """:data:`INTERPRETED_CONF` for the statements inside, then the settings as they were."""
+    with ExitStack() as stack:
+        for key, value in INTERPRETED_CONF.items():
+            stack.enter_context(setting(spark, key, value))
+        yield
 
 
 def detect_profile() -> str:

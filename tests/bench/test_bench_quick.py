@@ -16,8 +16,9 @@ from cdclake.session import INTERPRETED_CONF, setting
 def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
     monkeypatch.setattr(bench_run, "session", lambda: spark)
     out = tmp_path / "results"
-    # The test session interprets expressions (tests/conftest.py); the bench, like EMR, runs
-    # the job with Spark's generated code, and this test is where the suite exercises it.
+    # The test session interprets expressions (tests/conftest.py); the bench runs with Spark's
+    # defaults, as EMR does: the job chooses per table run (merge.interpreted_max_mb: these
+    # tiny tables are interpreted), the other Spark arms generate code.
     with ExitStack() as stack:
         for key in INTERPRETED_CONF:  # back to Spark's defaults for the run
             stack.enter_context(setting(spark, key, None))

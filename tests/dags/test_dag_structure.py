@@ -251,7 +251,9 @@ def test_maintenance_ends_with_reconcile_only_when_an_extract_is_set(monkeypatch
         assert driver["entryPoint"] == "s3://example-artifacts/jobs/cdc_reconcile.py"
 
 
-def test_local_spark_submit_interprets_and_the_emr_job_keeps_generated_code(monkeypatch, tmp_path):
+def test_local_spark_submit_interprets_and_the_job_session_leaves_it_to_each_run(
+    monkeypatch, tmp_path
+):
     from types import SimpleNamespace
 
     from cdclake.session import INTERPRETED_CONF, session_conf
@@ -264,7 +266,8 @@ def test_local_spark_submit_interprets_and_the_emr_job_keeps_generated_code(monk
     assert {f"{k}={v}" for k, v in INTERPRETED_CONF.items()} <= confs
     script = cmd.index(str(ROOT / "jobs" / "cdc_merge.py"))  # what follows is the job's
     assert all(i < script for i, a in enumerate(cmd) if a == "--conf")
-    # The job's own settings leave Spark's code generation on (EMR, the bench).
+    # The job's own session keeps Spark's defaults (EMR, the bench): each table's run chooses
+    # (merge.interpreted_max_mb, tests/integration/test_runs_and_audit.py).
     for profile in ("emr", "local"):
         conf = session_conf(profile, jars_dir=tmp_path)
         assert not set(INTERPRETED_CONF) & set(conf)

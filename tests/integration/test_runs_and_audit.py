@@ -107,3 +107,41 @@ def test_full_load_after_cdc_resets_what_is_reapplied(lake):
     # an old change replayed by a backfill cannot overwrite the reloaded row
     lake.inc("2026-11-22T11", since="2026-11-22T09")
     lake.assert_rows([(1, "a", "reloaded"), (9, "a", "after reload")])
+
+
+def test_small_runs_interpret_expressions_and_others_keep_the_sessions_settings(
+    spark, tmp_path, monkeypatch
+):
+    """merge.interpreted_max_mb: a run of a small table switches Spark to interpreted
+    expressions for its reads and writes, and back after; 0 leaves the session as it is."""
+    from cdclake.job import apply
+    from cdclake.session import INTERPRETED_CONF, setting
+
+    mode = "spark.sql.codegen.factoryMode"
+    seen: list[tuple[str, str]] = []
+
+    def spy(name):
+        real = getattr(apply, name)
+
+        def call(ctx, *args, **kwargs):
+            seen.append((name, ctx.spark.conf.get(mode)))
+            return real(ctx, *args, **kwargs)
+
+        monkeypatch.setattr(apply, name, call)
+
+    spy("overwrite")
+    spy("merge")
+    row = {"Op": "U", "ts": ts(1), "seq": "1", "id": 1, "p": "a", "v": "y"}
+    # The tests' session interprets everything (tests/conftest.py): Spark's defaults here.
+    with setting(spark, mode, None), setting(spark, "spark.sql.codegen.wholeStage", None):
+        default = spark.conf.get(mode)
+        for limit, inside in ((64, INTERPRETED_CONF[mode]), (0, default)):
+            seen.clear()
+            lake = Lake(spark, tmp_path / str(limit), merge={"interpreted_max_mb": limit})
+            lake.w.load([{"id": 1, "p": "a", "v": "x"}])
+            lake.full()
+            lake.w.cdc("2026-11-22T10", [row])
+            lake.inc("2026-11-22T11")
+            lake.assert_rows([(1, "a", "y")])
+            assert seen == [("overwrite", inside), ("merge", inside)]
+            assert spark.conf.get(mode) == default  # restored after each run

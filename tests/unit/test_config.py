@@ -148,3 +148,14 @@ def test_invalid_maintenance_settings_raise_named_errors(maintenance, error, tex
     with pytest.raises(getattr(config, error), match=text):
         parse_config(doc(maintenance=maintenance))
     assert issubclass(getattr(config, error), config.ConfigError)
+
+
+def test_merge_settings_where_zero_means_automatic_or_off():
+    cfg = parse_config(doc(merge={"table_concurrency": 0, "interpreted_max_mb": 0})).merge
+    assert (cfg.table_concurrency, cfg.interpreted_max_mb) == (0, 0)
+    assert parse_config(doc()).merge.interpreted_max_mb == 64
+    for name in ("table_concurrency", "interpreted_max_mb"):
+        with pytest.raises(InvalidSettingError, match=f"{name}: must be at least 0, got -1"):
+            parse_config(doc(merge={name: -1}))
+    with pytest.raises(InvalidSettingError, match="lease_minutes: must be at least 1, got 0"):
+        parse_config(doc(merge={"lease_minutes": 0}))

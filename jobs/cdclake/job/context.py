@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -14,10 +15,12 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from cdclake.core.config import PipelineConfig, TableConfig
+from cdclake.core.dms import RawFile
 from cdclake.core.hours import UTC, as_utc
 from cdclake.lake import lease, tables
 from cdclake.lake.bookkeeping import TableState
 from cdclake.lake.ledger import Ledger, read_ledger, record_generation
+from cdclake.session import interpreted
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +77,7 @@ class Target:
     exists: bool
     ledger: Ledger
     ledger_version: int  # the ledger's Delta version when it was read (-1: no ledger yet)
+    size_bytes: int | None = None  # the table's (and its history's) data; None: unknown
 
     def ledger_changed(self, ctx: RunContext) -> bool:
         """Whether another run recorded something since (cheap: Delta lists its log)."""
@@ -85,8 +89,9 @@ def open_target(ctx: RunContext) -> Target:
     its data commit left undone (a full load's generation, the manifest)."""
     version = tables.head_version(ctx.spark, ctx.state.ledger_path)
     ledger = read_ledger(ctx.state, datetime.now(UTC))
+    size = data_size(ctx)
     if not tables.exists(ctx.spark, ctx.path):
-        return Target(False, ledger, version)
+        return Target(False, ledger, version, size)
     tables.check_properties(ctx.spark, ctx.path, ctx.name)
     head = tables.last_commit(ctx.spark, ctx.path)
     meta = commit_meta(head.info)
@@ -94,7 +99,42 @@ def open_target(ctx: RunContext) -> Target:
     if run and run not in ledger.finished_runs:
         ledger = recover_generation(ctx, ledger, meta)
         tables.repair_manifest(ctx.spark, ctx.path, ctx.name, run, head.version)
-    return Target(True, ledger, version)
+    return Target(True, ledger, version, size)
+
+
+def data_size(ctx: RunContext) -> int | None:
+    """The bytes of the table and of its history, from their checksums (no Spark job)."""
+    paths = [ctx.path, ctx.cfg.history_location(ctx.table)] if ctx.table.history else [ctx.path]
+    sizes = [tables.size_bytes(ctx.spark, p) for p in paths]
+    return None if None in sizes else sum(s or 0 for s in sizes)
+
+
+def interprets(size_bytes: int | None, batch_bytes: int, max_mb: int) -> bool:
+    """Whether a run is small enough for Spark to interpret its expressions rather than
+    compile them (``merge.interpreted_max_mb``; 0: never; an unknown size: never)."""
+    if max_mb <= 0 or size_bytes is None:
+        return False
+    return size_bytes + batch_bytes <= max_mb * 2**20
+
+
+def expressions(
+    ctx: RunContext, target: Target, files: Sequence[RawFile]
+) -> AbstractContextManager[None]:
+    """How Spark evaluates the expressions of the run's reads and writes (see
+    :data:`cdclake.session.INTERPRETED_CONF`): interpreted when the table and the batch are
+    small, else as the session is configured."""
+    batch = sum(f.size for f in files)
+    max_mb = ctx.cfg.merge.interpreted_max_mb
+    if not interprets(target.size_bytes, batch, max_mb):
+        return nullcontext()
+    log.info(
+        "%s: %.1f MB of table and %.1f MB of changes (at most %d MB): expressions interpreted",
+        ctx.name,
+        (target.size_bytes or 0) / 2**20,
+        batch / 2**20,
+        max_mb,
+    )
+    return interpreted(ctx.spark)
 
 
 def commit_meta(info: dict[str, Any]) -> dict[str, Any]:

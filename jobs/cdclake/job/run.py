@@ -14,7 +14,7 @@ from cdclake.core.columns import DELETE_ABSENT, STALE
 from cdclake.core.config import PipelineConfig, TableConfig
 from cdclake.core.records import NOOP, SUCCEEDED, AuditRecord, Stopwatch
 from cdclake.job import apply, decide, history
-from cdclake.job.context import RunContext, Target, open_target, writing
+from cdclake.job.context import RunContext, Target, expressions, open_target, writing
 from cdclake.job.decide import BatchPlan
 from cdclake.job.drift import fit_to_table
 from cdclake.job.files import (
@@ -76,7 +76,10 @@ def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
     with writing(ctx):
         if target.ledger_changed(ctx):  # another run applied files meanwhile
             choice = choose_files(ctx, target, window)
-        with read_batch(ctx.spark, ctx.table, ctx.cfg.dms, choice.files) as batch:
+        with (
+            expressions(ctx, target, choice.files),
+            read_batch(ctx.spark, ctx.table, ctx.cfg.dms, choice.files) as batch,
+        ):
             clock.lap("read")
             upserts = any(batch.stats.records_by_op.get(op) for op in ("I", "U"))
             good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table, upserts)
@@ -105,7 +108,11 @@ def run_full(ctx: RunContext) -> AuditRecord:
         raise NoInputError(f"{ctx.name}: no LOAD files under {ctx.raw_location}")
     files = newest_load(ctx.spark, files, ctx.cfg.dms, ctx.name)
     clock.lap("list")
-    with writing(ctx), read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch:
+    with (
+        writing(ctx),
+        expressions(ctx, target, files),
+        read_batch(ctx.spark, ctx.table, ctx.cfg.dms, files) as batch,
+    ):
         clock.lap("read")
         rows, stale = decide.load_winners(ctx, batch.good, target)
         plan = BatchPlan(tuple(files), batch.stats, counts={STALE: stale})

@@ -131,12 +131,22 @@ def checksum(spark: SparkSession, path: str, version: int) -> dict[str, Any] | N
 def file_count(spark: SparkSession, path: str) -> int | None:
     """How many data files the table's newest version has, from its checksum (no Spark job);
     None when that file is absent or unreadable; 0 when there is no table."""
+    return _checksum_number(spark, path, "numFiles")
+
+
+def size_bytes(spark: SparkSession, path: str) -> int | None:
+    """The bytes of the table's newest version's data files, from its checksum (no Spark
+    job); None when that file is absent or unreadable; 0 when there is no table."""
+    return _checksum_number(spark, path, "tableSizeBytes")
+
+
+def _checksum_number(spark: SparkSession, path: str, name: str) -> int | None:
     version = head_version(spark, path)
     if version < 0:
         return 0
     crc = checksum(spark, path, version)
     try:
-        return int(crc["numFiles"]) if crc else None
+        return int(crc[name]) if crc else None
     except (KeyError, TypeError, ValueError):
         return None
 
