@@ -145,3 +145,38 @@ def test_small_runs_interpret_expressions_and_others_keep_the_sessions_settings(
             lake.assert_rows([(1, "a", "y")])
             assert seen == [("overwrite", inside), ("merge", inside)]
             assert spark.conf.get(mode) == default  # restored after each run
+
+
+def test_tables_side_by_side_each_run_on_their_own_active_session(spark, tmp_path, monkeypatch):
+    """With table_concurrency > 1 every table's run gets a session of its own (its runtime
+    settings), and that session is the thread's active one, so Delta's own queries outside
+    an action (snapshots, file listings) read its settings too."""
+    import pyarrow as pa
+
+    from cdclake.job import run as job_run
+    from tests.dms import DmsTable
+
+    seen: dict[str, tuple[bool, bool]] = {}
+    real = job_run.run_table
+
+    def spy(session, cfg, table, run_id, window):
+        active = session._jvm.org.apache.spark.sql.SparkSession.active()
+        seen[table.qualified_name] = (
+            session._jsparkSession.equals(active),
+            session._jsparkSession.equals(spark._jsparkSession),
+        )
+        return real(session, cfg, table, run_id, window)
+
+    monkeypatch.setattr(job_run, "run_table", spy)
+    tables = [
+        {"schema": "s", "name": "t", "primary_key": ["id"], "partition_by": ["p"]},
+        {"schema": "s", "name": "u", "primary_key": ["id"]},
+    ]
+    lake = Lake(spark, tmp_path, tables=tables, merge={"table_concurrency": 2})
+    other = DmsTable(lake.cfg, "s.u", {"id": pa.int32(), "v": pa.string()})
+    lake.w.load([{"id": 1, "p": "a", "v": "x"}])
+    other.load([{"id": 2, "v": "y"}])
+    assert lake.run("--load", "full") == 0
+    assert seen == {"s.t": (True, False), "s.u": (True, False)}
+    lake.assert_rows([(1, "a", "x")])
+    assert [tuple(r) for r in lake.df(name="s.u").collect()] == [(2, "y")]

@@ -121,6 +121,8 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         # runtime settings, e.g. commit metadata) and its own FAIR scheduler pool.
         session = spark.newSession() if workers > 1 else spark
         session.sparkContext.setLocalProperty("spark.scheduler.pool", table.qualified_name)
+        if session is not spark:  # Delta's queries outside an action use the active one
+            session._jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
         return audited(run_table(session, cfg, table, run_id, args.window))
 
     records = for_each_table(
