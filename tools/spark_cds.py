@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "jobs"))
 
-from cdclake.session import CDS_ARCHIVE, INTERPRETED_CONF, local_jars  # noqa: E402
+from cdclake.session import CDS_ARCHIVE, interpreted, local_jars  # noqa: E402
 
 log = logging.getLogger("spark_cds")
 
@@ -56,10 +56,9 @@ def workload(folder: str) -> None:
     df.write.parquet(f"{folder}/staged")
     spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
     spark.read.json(spark.sparkContext.parallelize(['{"a": 1}'])).collect()
-    for key, value in INTERPRETED_CONF.items():  # the classes of the interpreted path too
-        spark.conf.set(key, value)
-    merge()
-    spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
+    with interpreted(spark):  # the classes of the interpreted path too
+        merge()
+        spark.read.parquet(f"{folder}/staged").join(df, "id", "left_semi").count()
     spark.stop()
 
 

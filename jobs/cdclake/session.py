@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -242,12 +242,18 @@ def setting(spark: Any, key: str, value: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def interpreted(spark: Any) -> Iterator[None]:
-    """:data:`INTERPRETED_CONF` for the statements inside, then the settings as they were."""
+def settings(spark: Any, values: dict[str, str | None]) -> Iterator[None]:
+    """:func:`setting` for each of ``values`` (None: Spark's default) for the statements
+    inside, then the settings as they were."""
     with ExitStack() as stack:
-        for key, value in INTERPRETED_CONF.items():
+        for key, value in values.items():
             stack.enter_context(setting(spark, key, value))
         yield
+
+
+def interpreted(spark: Any) -> AbstractContextManager[None]:
+    """:data:`INTERPRETED_CONF` for the statements inside, then the settings as they were."""
+    return settings(spark, dict(INTERPRETED_CONF))
 
 
 def detect_profile() -> str:

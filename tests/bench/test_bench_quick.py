@@ -3,13 +3,12 @@ every arm's result matches the expected table, and the outputs have their struct
 Timings are never asserted."""
 
 import json
-from contextlib import ExitStack
 
 import pytest
 
 from bench import run as bench_run
 from bench.arms import PHASES
-from cdclake.session import INTERPRETED_CONF, setting
+from cdclake.session import INTERPRETED_CONF, settings
 
 
 @pytest.mark.slow
@@ -19,9 +18,7 @@ def test_quick_bench_writes_checked_results(spark, tmp_path, monkeypatch):
     # The test session interprets expressions (tests/conftest.py); the bench runs with Spark's
     # defaults, as EMR does: the job chooses per table run (merge.interpreted_max_mb: these
     # tiny tables are interpreted), the other Spark arms generate code.
-    with ExitStack() as stack:
-        for key in INTERPRETED_CONF:  # back to Spark's defaults for the run
-            stack.enter_context(setting(spark, key, None))
+    with settings(spark, dict.fromkeys(INTERPRETED_CONF)):  # back to Spark's defaults
         doc = bench_run.run(bench_run.quick_plan(), out, tmp_path / "work", "quick", stop=False)
 
     assert {p.name for p in out.iterdir()} == {"results.json", "results.md", "results.png"}

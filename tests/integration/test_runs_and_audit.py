@@ -115,7 +115,7 @@ def test_small_runs_interpret_expressions_and_others_keep_the_sessions_settings(
     """merge.interpreted_max_mb: a run of a small table switches Spark to interpreted
     expressions for its reads and writes, and back after; 0 leaves the session as it is."""
     from cdclake.job import apply
-    from cdclake.session import INTERPRETED_CONF, setting
+    from cdclake.session import INTERPRETED_CONF, settings
 
     mode = "spark.sql.codegen.factoryMode"
     seen: list[tuple[str, str]] = []
@@ -133,7 +133,7 @@ def test_small_runs_interpret_expressions_and_others_keep_the_sessions_settings(
     spy("merge")
     row = {"Op": "U", "ts": ts(1), "seq": "1", "id": 1, "p": "a", "v": "y"}
     # The tests' session interprets everything (tests/conftest.py): Spark's defaults here.
-    with setting(spark, mode, None), setting(spark, "spark.sql.codegen.wholeStage", None):
+    with settings(spark, dict.fromkeys(INTERPRETED_CONF)):
         default = spark.conf.get(mode)
         for limit, inside in ((64, INTERPRETED_CONF[mode]), (0, default)):
             seen.clear()

@@ -89,9 +89,8 @@ def open_target(ctx: RunContext) -> Target:
     its data commit left undone (a full load's generation, the manifest)."""
     version = tables.head_version(ctx.spark, ctx.state.ledger_path)
     ledger = read_ledger(ctx.state, datetime.now(UTC))
-    size = data_size(ctx)
     if not tables.exists(ctx.spark, ctx.path):
-        return Target(False, ledger, version, size)
+        return Target(False, ledger, version, data_size(ctx, None))
     tables.check_properties(ctx.spark, ctx.path, ctx.name)
     head = tables.last_commit(ctx.spark, ctx.path)
     meta = commit_meta(head.info)
@@ -99,13 +98,17 @@ def open_target(ctx: RunContext) -> Target:
     if run and run not in ledger.finished_runs:
         ledger = recover_generation(ctx, ledger, meta)
         tables.repair_manifest(ctx.spark, ctx.path, ctx.name, run, head.version)
-    return Target(True, ledger, version, size)
+    return Target(True, ledger, version, data_size(ctx, head.version))
 
 
-def data_size(ctx: RunContext) -> int | None:
-    """The bytes of the table and of its history, from their checksums (no Spark job)."""
-    paths = [ctx.path, ctx.cfg.history_location(ctx.table)] if ctx.table.history else [ctx.path]
-    sizes = [tables.size_bytes(ctx.spark, p) for p in paths]
+def data_size(ctx: RunContext, version: int | None) -> int | None:
+    """The bytes of the table at ``version`` (None: no table) and of its history, from their
+    checksums (no Spark job); None when one is unknown or the size is not used."""
+    if ctx.cfg.merge.interpreted_max_mb <= 0:
+        return None
+    sizes = [0 if version is None else tables.size_bytes(ctx.spark, ctx.path, version)]
+    if ctx.table.history:
+        sizes.append(tables.size_bytes(ctx.spark, ctx.cfg.history_location(ctx.table)))
     return None if None in sizes else sum(s or 0 for s in sizes)
 
 

@@ -134,14 +134,18 @@ def file_count(spark: SparkSession, path: str) -> int | None:
     return _checksum_number(spark, path, "numFiles")
 
 
-def size_bytes(spark: SparkSession, path: str) -> int | None:
-    """The bytes of the table's newest version's data files, from its checksum (no Spark
-    job); None when that file is absent or unreadable; 0 when there is no table."""
-    return _checksum_number(spark, path, "tableSizeBytes")
+def size_bytes(spark: SparkSession, path: str, version: int | None = None) -> int | None:
+    """The bytes of the data files of the table's ``version`` (None: the newest), from its
+    checksum (no Spark job); None when that file is absent or unreadable; 0 when there is no
+    table."""
+    return _checksum_number(spark, path, "tableSizeBytes", version)
 
 
-def _checksum_number(spark: SparkSession, path: str, name: str) -> int | None:
-    version = head_version(spark, path)
+def _checksum_number(
+    spark: SparkSession, path: str, name: str, version: int | None = None
+) -> int | None:
+    if version is None:
+        version = head_version(spark, path)
     if version < 0:
         return 0
     crc = checksum(spark, path, version)
