@@ -15,6 +15,7 @@ from pyspark.sql import types as T
 from cdclake.core.columns import (
     BOOKKEEPING_COLUMNS,
     COMMIT_TS,
+    HISTORY_COLUMNS,
     IS_CURRENT,
     OP,
     ORDER_COLUMNS,
@@ -30,6 +31,7 @@ BATCH, HELD, LOGGED = 0, 1, 2
 VERSION = "_cdc_version"  # the newest change of a version (a history row)
 ACTION = "_cdc_history_action"  # upsert | delete (MERGE source) | moved | log
 UPSERT, DELETE, MOVED, LOG = "upsert", "delete", "moved", "log"
+JOIN_ON = "_cdc_join_from"  # a version's _valid_from; null on a change that is not a version
 
 
 def conform(df: DataFrame, fields: Sequence[T.StructField], extra: Sequence[str]) -> DataFrame:
@@ -78,29 +80,44 @@ def worklist(
 ) -> DataFrame:
     """What to write: the recomputed versions that the history lacks or holds otherwise
     (``upsert``), the history's versions that are no more (``delete``) or whose row changes
-    (``moved``: only their partition matters, for pruning), and the changes to log."""
+    (``moved``: only their partition matters, for pruning), and the changes to log.
+
+    One pass over ``tl``: each of its rows becomes at most one version to write and one
+    change to log (a union of two filters of it would compute the timeline twice)."""
     cols = history_columns(data)
-    versions = tl.where(F.col(VERSION)).select(*cols)
-    to_log = tl.where(~F.col(VERSION) & (F.col(ORIGIN) != LOGGED))
-    to_log = to_log.select(*data, *BOOKKEEPING_COLUMNS, F.lit(LOG).alias(ACTION))
+    version = F.col(VERSION)
+
+    def tagged(row: Column | None, action: Column) -> Column:
+        """``row``'s columns (None: the frame's) and the action, as the worklist's row."""
+        return F.struct(
+            *((F.col(c) if row is None else row[c]).alias(c) for c in cols), action.alias(ACTION)
+        )
+
+    # A change to log keeps its values and order, not a version's interval (null).
+    blank = {c: F.lit(None).cast(tl.schema[c].dataType) for c in HISTORY_COLUMNS}
+    logged = F.struct(*(blank.get(c, F.col(c)).alias(c) for c in cols), F.lit(LOG).alias(ACTION))
+    to_log = F.when(~version & (F.col(ORIGIN) != LOGGED), logged).alias("_cdc_log")
     if old is None:
-        ups = versions.withColumn(ACTION, F.lit(UPSERT))
-        return ups.unionByName(to_log, allowMissingColumns=True)
+        work = tl.select(F.when(version, tagged(None, F.lit(UPSERT))).alias("_up"), to_log)
+        items = [F.col("_up"), F.col("_cdc_log")]
+        rows = work.select(F.explode(F.array(*items)).alias("_cdc_work"))
+        return rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
     # One full outer join on key and _valid_from instead of two set differences: each side
-    # is shuffled once (a version equal to the one held writes nothing).
-    ids = [*keys, VALID_FROM]
-    new = versions.select(*ids, F.struct(*cols).alias("_cdc_new"))
-    held = old.select(*ids, F.struct(*cols).alias("_cdc_held"))
+    # is shuffled once (a version equal to the one held writes nothing). Changes to log
+    # join nothing: their join column is null.
+    ids = [*keys, JOIN_ON]
+    new = tl.select(
+        *keys,
+        F.when(version, F.col(VALID_FROM)).alias(JOIN_ON),
+        F.when(version, F.struct(*cols)).alias("_cdc_new"),
+        to_log,
+    )
+    held = old.select(*keys, F.col(VALID_FROM).alias(JOIN_ON), F.struct(*cols).alias("_cdc_held"))
     both = new.join(held, ids, "full_outer")
     now, was = F.col("_cdc_new"), F.col("_cdc_held")
     differ = ~now.eqNullSafe(was)
-
-    def tagged(row: Column, action: Column) -> Column:
-        return F.struct(*(row[c].alias(c) for c in cols), action.alias(ACTION))
-
     upsert = F.when(now.isNotNull() & differ, tagged(now, F.lit(UPSERT)))
     gone_or_moved = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
     replaced = F.when(was.isNotNull() & differ, tagged(was, gone_or_moved))
-    rows = both.select(F.explode(F.array(upsert, replaced)).alias("_cdc_work"))
-    rows = rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
-    return rows.unionByName(to_log, allowMissingColumns=True)
+    rows = both.select(F.explode(F.array(upsert, replaced, F.col("_cdc_log"))).alias("_cdc_work"))
+    return rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
