@@ -7,6 +7,7 @@ minutes of hour 10 (``m(5)`` = 10:05) and ``LOAD`` = the full load's time (08:00
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 import pyarrow as pa
@@ -375,6 +376,45 @@ def test_a_crash_after_the_history_commit_leaves_manifests_the_next_run_rebuilds
             (1, "a", "x2", m(5), None, True, "U"),
             (2, "b", "y", LOAD, None, True, "I"),
             (3, "c", "z", m(6), None, True, "I"),
+        ],
+    )
+
+
+def test_the_history_is_written_beside_the_live_commit_and_a_crash_of_either_converges(
+    lake, monkeypatch
+):
+    """The history is written on a thread of its own while the live table is decided and
+    merged: when the live commit dies, the history has committed (the run waits for it); the
+    rerun commits the live table and nothing more to the history. Each commit carries its
+    run's metadata (the history's session is a clone: the two do not share settings)."""
+    from cdclake.job import apply
+
+    lake.w.load([{"id": 1, "p": "a", "v": "x"}])
+    lake.full()
+    lake.w.cdc(H10, [U(5, 1, 1, "a", "x2"), U(6, 2, 2, "b", "y", op="I")])
+    merge = apply.merge
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed")
+
+    monkeypatch.setattr(apply, "merge", crash)
+    failed = lake.inc(H11, expect=1)
+    assert failed["status"] == "failed" and "killed" in failed["error"]
+    written = DeltaTable.forPath(lake.spark, history_path(lake)).history(1).first()
+    assert json.loads(written["userMetadata"])["cdclake_run"] == failed["run_id"]
+    assert lake.df().where("id = 2").count() == 0  # the live table has not changed
+    monkeypatch.setattr(apply, "merge", merge)
+    done = lake.inc(H11)
+    assert history_version(lake) == written["version"]  # nothing more to write
+    live = DeltaTable.forPath(lake.spark, lake.path).history(1).first()
+    assert json.loads(live["userMetadata"])["cdclake_run"] == done["run_id"]
+    lake.assert_rows([(1, "a", "x2"), (2, "b", "y")])
+    assert_history(
+        lake,
+        [
+            (1, "a", "x", LOAD, m(5), False, "I"),
+            (1, "a", "x2", m(5), None, True, "U"),
+            (2, "b", "y", m(6), None, True, "I"),
         ],
     )
 

@@ -92,6 +92,7 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
     except (UsageError, ConfigError, HourArgumentError) as exc:
         return usage_failure(PROG, exc)
 
+    from cdclake.job.beside import activate
     from cdclake.job.run import run_table, start_record
     from cdclake.lake.bookkeeping import append_audit, prepare_audit
     from cdclake.session import build_session
@@ -121,8 +122,8 @@ def main(argv: Sequence[str] | None = None, spark: Any = None) -> int:
         # runtime settings, e.g. commit metadata) and its own FAIR scheduler pool.
         session = spark.newSession() if workers > 1 else spark
         session.sparkContext.setLocalProperty("spark.scheduler.pool", table.qualified_name)
-        if session is not spark:  # Delta's queries outside an action use the active one
-            session._jvm.org.apache.spark.sql.SparkSession.setActiveSession(session._jsparkSession)
+        if session is not spark:
+            activate(session)
         return audited(run_table(session, cfg, table, run_id, args.window))
 
     records = for_each_table(

@@ -43,6 +43,10 @@ class RunContext:
         attempt = f"{run_id}.{uuid.uuid4().hex[:8]}"
         return cls(spark, cfg, table, run_id, attempt, TableState(spark, cfg, table))
 
+    def on(self, spark: SparkSession) -> RunContext:
+        """The same run on another session (of the same application)."""
+        return replace(self, spark=spark, state=TableState(spark, self.cfg, self.table))
+
     @property
     def name(self) -> str:
         return self.table.qualified_name

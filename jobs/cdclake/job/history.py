@@ -1,5 +1,6 @@
 """History (SCD type 2) for tables that keep one, written by the run that changes the live
-table: after its data commit, before the ledger (:func:`apply`).
+table: alongside its decide and data commit, on a thread of its own, before the ledger
+(:func:`alongside`; the first run with history on, and a full load, after the data commit).
 
 The batch's changes (all of them, not only the newest per key), the versions the history holds
 for the batch's keys and the change log's rows of those keys (:mod:`cdclake.lake.history`) are
@@ -30,11 +31,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pyspark import StorageLevel
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -50,10 +53,11 @@ from cdclake.core.columns import (
     SOURCE_FILE,
     VALID_FROM,
 )
-from cdclake.core.dms import LOAD
+from cdclake.core.dms import LOAD, RawFile
 from cdclake.job.apply import MATERIALIZE_SOURCE, merge_condition
+from cdclake.job.beside import beside
 from cdclake.job.context import RunContext, Target
-from cdclake.job.decide import BatchPlan, key_schema, staged
+from cdclake.job.decide import key_schema, staged
 from cdclake.job.drift import fit_to_table
 from cdclake.job.read import Batch
 from cdclake.job.timeline import (
@@ -80,20 +84,57 @@ class HistoryColumnError(ValueError):
     """The table's columns do not fit its history settings (names the columns)."""
 
 
-def apply(ctx: RunContext, target: Target, batch: Batch, plan: BatchPlan) -> None:
-    """Bring the history up to date with the batch (after the live table's data commit)."""
+@contextmanager
+def alongside(
+    ctx: RunContext, target: Target, batch: Batch, files: Sequence[RawFile]
+) -> Iterator[None]:
+    """Bring the history up to date with the batch while the statements inside (the live
+    table's decide and data commit) run, and wait for it however they end.
+
+    The two are independent: the history is rebuilt from the batch's changes and what the
+    history holds, not from the live table, and each commit is idempotent, so either may
+    land first (the ledger, after both, is what makes the batch done). The history runs on
+    a thread of its own with a clone of the run's session, so that neither changes settings
+    the other reads (commit metadata, MERGE options). A history that has not started yet
+    starts from the live table as this run leaves it: then it runs after the statements.
+    An error of the history is raised once the statements have ended; theirs comes first.
+    """
+    if not HistoryTable.of(ctx.spark, ctx.cfg, ctx.table).started():
+        yield
+        apply(ctx, target, batch, files, started=False)
+        return
+
+    def run(spark: SparkSession) -> None:
+        t0 = time.monotonic()
+        apply(ctx.on(spark), target, batch, files, started=True)
+        log.info("%s: history brought up to date in %.1f s", ctx.name, time.monotonic() - t0)
+
+    with beside(ctx.spark, f"history {ctx.name}", run):
+        yield
+
+
+def apply(
+    ctx: RunContext,
+    target: Target,
+    batch: Batch,
+    files: Sequence[RawFile],
+    started: bool | None = None,
+) -> None:
+    """Bring the history up to date with the batch (``started``: whether the history holds
+    versions, when the caller knows)."""
     hist = HistoryTable.of(ctx.spark, ctx.cfg, ctx.table)
     hist.repair(target.ledger.finished_runs)
-    full = plan.files[0].kind == LOAD
-    started = hist.started()
+    full = files[0].kind == LOAD
+    if started is None:
+        started = hist.started()
     changes = fit(ctx, hist, batch, started)
     data = [c for c in changes.columns if c not in (*BOOKKEEPING_COLUMNS, ORIGIN)]
     tracked = tracked_columns(ctx, data)
     fields = [changes.schema[c] for c in data]
     everyone = full or not started
     keys = None if everyone else changes.select(*ctx.keys).distinct()
-    old = hist.versions(keys, plan.stats.key_range) if started else None
-    logged, log_files = hist.logged(keys, plan.stats.key_range)
+    old = hist.versions(keys, batch.stats.key_range) if started else None
+    logged, log_files = hist.logged(keys, batch.stats.key_range)
     parts: list[DataFrame] = [changes]
     if not started:
         parts += seed(ctx)
@@ -101,7 +142,7 @@ def apply(ctx: RunContext, target: Target, batch: Batch, plan: BatchPlan) -> Non
         old = conform(old, fields, HISTORY_COLUMNS).persist(StorageLevel.MEMORY_AND_DISK)
         parts.append(old.withColumn(ORIGIN, F.lit(HELD)))
         if full:
-            parts.append(reload_deletes(old, changes, ctx.keys, plan.stats.min_ts))
+            parts.append(reload_deletes(old, changes, ctx.keys, batch.stats.min_ts))
     if logged is not None:
         parts.append(logged.withColumn(ORIGIN, F.lit(LOGGED)))
     try:
@@ -110,7 +151,7 @@ def apply(ctx: RunContext, target: Target, batch: Batch, plan: BatchPlan) -> Non
         )
         work = worklist(timeline(everything, ctx.keys, tracked), old, ctx.keys, data)
         with staged(ctx.spark, work, f"{ctx.state.staging_path}/{ctx.attempt}.history") as w:
-            write(ctx, hist, w, fields, log_files, len(plan.files))
+            write(ctx, hist, w, fields, log_files, len(files))
     finally:
         if old is not None:
             old.unpersist()

@@ -8,7 +8,9 @@ idempotent, so a crash anywhere followed by a rerun converges to the same table.
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from contextlib import nullcontext
+
+from pyspark.sql import DataFrame, SparkSession
 
 from cdclake.core.columns import DELETE_ABSENT, STALE
 from cdclake.core.config import PipelineConfig, TableConfig
@@ -26,7 +28,7 @@ from cdclake.job.files import (
     listing_start,
     newest_load,
 )
-from cdclake.job.read import read_batch
+from cdclake.job.read import Batch, read_batch
 from cdclake.lake.lease import busy, is_conflict
 from cdclake.lake.ledger import applied_files
 from cdclake.lake.tables import Commit
@@ -81,10 +83,11 @@ def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
             read_batch(ctx.spark, ctx.table, ctx.cfg.dms, choice.files) as batch,
         ):
             clock.lap("read")
-            upserts = any(batch.stats.records_by_op.get(op) for op in ("I", "U"))
-            good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table, upserts)
-            classified = decide.classify(ctx, good, target, batch.stats)
-            with decide.staged(ctx.spark, classified, ctx.staging) as staged:
+            keeping = ctx.table.history
+            with (
+                history.alongside(ctx, target, batch, choice.files) if keeping else nullcontext(),
+                decide.staged(ctx.spark, classify(ctx, target, batch), ctx.staging) as staged,
+            ):
                 plan = decide.plan_batch(staged, choice.files, batch.stats, ctx.keys, ctx.parts)
                 clock.lap("dedupe")
                 apply.quarantine(ctx, batch.bad, plan)
@@ -92,9 +95,8 @@ def run_incremental(ctx: RunContext, window: Window) -> AuditRecord:
                 clock.lap("tombstones")
                 commit = apply.merge(ctx, staged, plan, target.exists)
                 clock.lap("merge")
-                if ctx.table.history:
-                    history.apply(ctx, target, batch, plan)
-                    clock.lap("history")
+            if keeping:  # the time the history took beyond the live table's steps
+                clock.lap("history")
         apply.ledger(ctx, target.ledger.generation, plan, commit, choice.frontier)
         clock.lap("ledger")
     return finished(applied(rec, plan, commit).but(deferred_files=choice.deferred), clock)
@@ -122,11 +124,18 @@ def run_full(ctx: RunContext) -> AuditRecord:
         apply.generation(ctx, plan)
         clock.lap("merge")
         if ctx.table.history:
-            history.apply(ctx, target, batch, plan)
+            history.apply(ctx, target, batch, files)
             clock.lap("history")
         apply.ledger(ctx, ctx.run_id, plan, commit)
         clock.lap("ledger")
     return finished(loaded(rec, plan, commit), clock)
+
+
+def classify(ctx: RunContext, target: Target, batch: Batch) -> DataFrame:
+    """The batch's valid changes fitted to the table and classified against it."""
+    upserts = any(batch.stats.records_by_op.get(op) for op in ("I", "U"))
+    good = fit_to_table(ctx.spark, batch.good, ctx.path, target.exists, ctx.table, upserts)
+    return decide.classify(ctx, good, target, batch.stats)
 
 
 def require_full_load(ctx: RunContext, target: Target) -> None:
