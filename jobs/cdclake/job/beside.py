@@ -8,9 +8,12 @@ Used for a table's history, written while the live table is decided and merged
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 def clone(spark: Any) -> Any:
@@ -34,7 +37,7 @@ def beside(spark: Any, name: str, work: Callable[[Any], None]) -> Iterator[None]
     however they end. ``work`` gets a :func:`clone` of ``spark`` (active on its thread), so
     neither side sees the runtime settings the other sets; the thread inherits the caller's
     job properties (scheduler pool). Its error is raised once the statements have ended
-    without one of their own."""
+    without one of their own (with one, theirs is raised and this one logged)."""
     from pyspark import InheritableThread
 
     side = clone(spark)
@@ -51,7 +54,11 @@ def beside(spark: Any, name: str, work: Callable[[Any], None]) -> Iterator[None]
     thread.start()
     try:
         yield
-    finally:
+    except BaseException:
         thread.join()
+        if failed:  # the statements' error is raised; this one is not lost
+            log.error("%s failed as well: %r", name, failed[0], exc_info=failed[0])
+        raise
+    thread.join()
     if failed:
         raise failed[0]
