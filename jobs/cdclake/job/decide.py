@@ -138,21 +138,20 @@ def newer_tombstones(winners: DataFrame, tombs: DataFrame, keys: Sequence[str]) 
 def current_rows(
     spark: SparkSession,
     path: str,
-    winners: DataFrame,
+    batch_keys: DataFrame,
     keys: Sequence[str],
     parts: Sequence[str],
     key_range: tuple[Any, Any],
 ) -> DataFrame:
-    """The live target rows of the batch's keys (where they are today).
+    """The live target rows of the batch's keys (``batch_keys``: the key columns of the
+    batch's rows, repeats allowed), where they are today.
 
     The first key's min/max lets Delta skip files by their statistics before the join.
     """
     target = spark.read.format("delta").load(path)
     if key_range[0] is not None:
         target = target.where(F.col(keys[0]).between(F.lit(key_range[0]), F.lit(key_range[1])))
-    return target.select(*keys, *parts, *ORDER_COLUMNS).join(
-        winners.select(*keys), list(keys), "left_semi"
-    )
+    return target.select(*keys, *parts, *ORDER_COLUMNS).join(batch_keys, list(keys), "left_semi")
 
 
 def empty_target(spark: SparkSession, batch: DataFrame, keys: Sequence[str], parts: Sequence[str]):
@@ -169,11 +168,16 @@ def classify(ctx: RunContext, good: DataFrame, target: Target, stats: ReadStats)
     """The batch's winners classified against the table as it is and the tombstones of
     their keys (changes older than the last full load are stale)."""
     winners = latest_per_key(good, ctx.keys)
+    # The winners' keys are the batch's keys: taken from the batch (cached), the semi-joins
+    # below do not make Spark compute the winners (a shuffle, a sort, a window) a second time.
+    batch_keys = good.select(*ctx.keys)
     if target.exists:
-        current = current_rows(ctx.spark, ctx.path, winners, ctx.keys, ctx.parts, stats.key_range)
+        current = current_rows(
+            ctx.spark, ctx.path, batch_keys, ctx.keys, ctx.parts, stats.key_range
+        )
     else:
         current = empty_target(ctx.spark, good, ctx.keys, ctx.parts)
-    tombs = ctx.state.tombstones(key_schema(good, ctx.keys), of=winners)
+    tombs = ctx.state.tombstones(key_schema(good, ctx.keys), of=batch_keys)
     watermark = target.ledger.watermark
     return classify_against_target(winners, current, tombs, ctx.keys, ctx.parts, watermark)
 
