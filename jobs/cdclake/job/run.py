@@ -1,5 +1,6 @@
 """One table's run, top to bottom: choose files -> (claim the table) -> read + validate ->
-decide -> apply (quarantine, tombstones, the data commit, ledger) -> (release it). The audit
+decide -> apply (quarantine, tombstones, the data commit, ledger) -> (release it); a table that
+keeps a history has it written beside decide and the data commit, before the ledger. The audit
 record it returns is appended by the command line (:mod:`cdclake.cli.merge`) right after.
 
 Each table's data change is exactly one Delta commit. Bookkeeping writes come after it and are
