@@ -189,7 +189,7 @@ def load_winners(ctx: RunContext, good: DataFrame, target: Target) -> tuple[Data
     winners = latest_per_key(good, ctx.keys)
     if not target.exists:
         return winners, 0
-    tombs = ctx.state.tombstones(key_schema(good, ctx.keys), of=winners)
+    tombs = ctx.state.tombstones(key_schema(good, ctx.keys), of=good.select(*ctx.keys))
     newer = newer_tombstones(winners, tombs, ctx.keys)
     return winners.join(newer, ctx.keys, "left_anti"), newer.count()
 

@@ -87,37 +87,38 @@ def worklist(
     cols = history_columns(data)
     version = F.col(VERSION)
 
-    def tagged(row: Column | None, action: Column) -> Column:
-        """``row``'s columns (None: the frame's) and the action, as the worklist's row."""
-        return F.struct(
-            *((F.col(c) if row is None else row[c]).alias(c) for c in cols), action.alias(ACTION)
-        )
+    def tagged(row: Column, action: Column) -> Column:
+        return F.struct(*(row[c].alias(c) for c in cols), action.alias(ACTION))
 
     # A change to log keeps its values and order, not a version's interval (null).
     blank = {c: F.lit(None).cast(tl.schema[c].dataType) for c in HISTORY_COLUMNS}
     logged = F.struct(*(blank.get(c, F.col(c)).alias(c) for c in cols), F.lit(LOG).alias(ACTION))
     to_log = F.when(~version & (F.col(ORIGIN) != LOGGED), logged).alias("_cdc_log")
     if old is None:
-        work = tl.select(F.when(version, tagged(None, F.lit(UPSERT))).alias("_up"), to_log)
+        rows = tl.select(
+            F.when(version, tagged(F.struct(*cols), F.lit(UPSERT))).alias("_up"), to_log
+        )
         items = [F.col("_up"), F.col("_cdc_log")]
-        rows = work.select(F.explode(F.array(*items)).alias("_cdc_work"))
-        return rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
-    # One full outer join on key and _valid_from instead of two set differences: each side
-    # is shuffled once (a version equal to the one held writes nothing). Changes to log
-    # join nothing: their join column is null.
-    ids = [*keys, JOIN_ON]
-    new = tl.select(
-        *keys,
-        F.when(version, F.col(VALID_FROM)).alias(JOIN_ON),
-        F.when(version, F.struct(*cols)).alias("_cdc_new"),
-        to_log,
-    )
-    held = old.select(*keys, F.col(VALID_FROM).alias(JOIN_ON), F.struct(*cols).alias("_cdc_held"))
-    both = new.join(held, ids, "full_outer")
-    now, was = F.col("_cdc_new"), F.col("_cdc_held")
-    differ = ~now.eqNullSafe(was)
-    upsert = F.when(now.isNotNull() & differ, tagged(now, F.lit(UPSERT)))
-    gone_or_moved = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
-    replaced = F.when(was.isNotNull() & differ, tagged(was, gone_or_moved))
-    rows = both.select(F.explode(F.array(upsert, replaced, F.col("_cdc_log"))).alias("_cdc_work"))
-    return rows.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
+    else:
+        # One full outer join on key and _valid_from instead of two set differences: each
+        # side is shuffled once (a version equal to the one held writes nothing). Changes to
+        # log join nothing: their join column is null.
+        ids = [*keys, JOIN_ON]
+        new = tl.select(
+            *keys,
+            F.when(version, F.col(VALID_FROM)).alias(JOIN_ON),
+            F.when(version, F.struct(*cols)).alias("_cdc_new"),
+            to_log,
+        )
+        held = old.select(
+            *keys, F.col(VALID_FROM).alias(JOIN_ON), F.struct(*cols).alias("_cdc_held")
+        )
+        rows = new.join(held, ids, "full_outer")
+        now, was = F.col("_cdc_new"), F.col("_cdc_held")
+        differ = ~now.eqNullSafe(was)
+        upsert = F.when(now.isNotNull() & differ, tagged(now, F.lit(UPSERT)))
+        gone_or_moved = F.when(now.isNull(), F.lit(DELETE)).otherwise(F.lit(MOVED))
+        replaced = F.when(was.isNotNull() & differ, tagged(was, gone_or_moved))
+        items = [upsert, replaced, F.col("_cdc_log")]
+    work = rows.select(F.explode(F.array(*items)).alias("_cdc_work"))
+    return work.where(F.col("_cdc_work").isNotNull()).select("_cdc_work.*")
