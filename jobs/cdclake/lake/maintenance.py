@@ -14,6 +14,9 @@ Per lake table, in this order:
 5. **compact and vacuum the bookkeeping tables** (ledger, tombstones, quarantine, history
    change log), which grow by a small file per hourly run.
 
+Once per run, after the tables: the run audit table, which all tables share, is compacted and
+vacuumed too (:func:`maintain_audit`).
+
 A table that keeps a history gets steps 1-3 for its history table too (counted with the
 table's).
 
@@ -50,6 +53,7 @@ from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
 from cdclake.lake import manifest
 from cdclake.lake.bookkeeping import TableState
+from cdclake.lake.bookkeeping import compact as compact_whole
 from cdclake.lake.history import as_table
 from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
 from cdclake.lake.lease import held
@@ -151,6 +155,21 @@ def maintain_table(
         duration_s=clock.elapsed,
         timings=dict(clock.timings),
     )
+
+
+def maintain_audit(spark: SparkSession, cfg: PipelineConfig, dry_run: bool) -> dict[str, int]:
+    """Compact and vacuum the run audit table, once per maintenance run: every table shares
+    it, and every job run appends a small file to it (analysts read it, and each merge run
+    reads its snapshot), so without this it grows by a file an hour forever. Its rows never
+    expire. Compaction and the merge's blind appends do not conflict in Delta."""
+    out = {"files_compacted": 0, "files_vacuumed": 0}
+    path = cfg.audit_location
+    if dry_run or not DeltaTable.isDeltaTable(spark, path):
+        return out
+    out["files_compacted"] = compact_whole(spark, path)
+    retain = cfg.maintenance.vacuum_retain_hours
+    out["files_vacuumed"] = vacuum(spark, path, retain, False)["files_vacuumed"] or 0
+    return out
 
 
 def maintain_data(
