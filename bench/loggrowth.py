@@ -140,7 +140,8 @@ def run(spark, work: Path, marks: tuple[int, ...], reps: int) -> dict:
         # tables the slow way once (+3-5 s at every mark alike, whatever the log's length).
         # An hourly job always finds its own previous run's checksum; so do the timed runs.
         warm = job_run()
-        at = filler.version() + 2
+        filler.sync()
+        at = filler.version() + 1
         times = [job_run() for _ in range(reps)]
         log.info(
             "log growth: commit %d: %s (untimed first %.2f)",

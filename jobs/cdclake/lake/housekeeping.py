@@ -175,11 +175,16 @@ def housekeep_bookkeeping(
         return out
     # The lease is left alone: its own appends compact it (and this run holds it).
     for kind in ("ledger", "tombstones", "quarantine", HISTORY_CHANGES):
-        path = cfg.state_location(table, kind)
-        if not DeltaTable.isDeltaTable(spark, path):
-            continue
-        out["bookkeeping_files_compacted"] += compact_whole(spark, path)
-        out["bookkeeping_files_vacuumed"] += (
-            vacuum(spark, path, retain_hours, False)["files_vacuumed"] or 0
-        )
+        compacted, vacuumed = compact_small(spark, cfg.state_location(table, kind), retain_hours)
+        out["bookkeeping_files_compacted"] += compacted
+        out["bookkeeping_files_vacuumed"] += vacuumed
     return out
+
+
+def compact_small(spark: SparkSession, path: str, retain_hours: int) -> tuple[int, int]:
+    """Compact a small unpartitioned table whole and vacuum it: (files compacted, files
+    vacuumed), (0, 0) when there is no table at ``path``."""
+    if not DeltaTable.isDeltaTable(spark, path):
+        return 0, 0
+    compacted = compact_whole(spark, path)
+    return compacted, vacuum(spark, path, retain_hours, False)["files_vacuumed"] or 0

@@ -53,9 +53,14 @@ from cdclake.core.hours import UTC
 from cdclake.core.records import NOOP, SUCCEEDED, MaintenanceRecord, Stopwatch
 from cdclake.lake import manifest
 from cdclake.lake.bookkeeping import TableState
-from cdclake.lake.bookkeeping import compact as compact_whole
 from cdclake.lake.history import as_table
-from cdclake.lake.housekeeping import compact, expire, housekeep_bookkeeping, vacuum
+from cdclake.lake.housekeeping import (
+    compact,
+    compact_small,
+    expire,
+    housekeep_bookkeeping,
+    vacuum,
+)
 from cdclake.lake.lease import held
 
 log = logging.getLogger(__name__)
@@ -162,14 +167,12 @@ def maintain_audit(spark: SparkSession, cfg: PipelineConfig, dry_run: bool) -> d
     it, and every job run appends a small file to it (analysts read it, and each merge run
     reads its snapshot), so without this it grows by a file an hour forever. Its rows never
     expire. Compaction and the merge's blind appends do not conflict in Delta."""
-    out = {"files_compacted": 0, "files_vacuumed": 0}
-    path = cfg.audit_location
-    if dry_run or not DeltaTable.isDeltaTable(spark, path):
-        return out
-    out["files_compacted"] = compact_whole(spark, path)
-    retain = cfg.maintenance.vacuum_retain_hours
-    out["files_vacuumed"] = vacuum(spark, path, retain, False)["files_vacuumed"] or 0
-    return out
+    compacted, vacuumed = (
+        (0, 0)
+        if dry_run
+        else compact_small(spark, cfg.audit_location, cfg.maintenance.vacuum_retain_hours)
+    )
+    return {"files_compacted": compacted, "files_vacuumed": vacuumed}
 
 
 def maintain_data(
